@@ -1,0 +1,78 @@
+"""Search algorithms: PyGlove DNA generators, found by name through a small registry."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyglove as pg
+
+from memnas.errors import ConfigError
+
+__all__ = ["ALGORITHMS", "make_algorithm", "random_search", "regularized_evolution", "nsga2",
+           "register_algorithm"]
+
+ALGORITHMS: dict[str, Callable[..., pg.geno.DNAGenerator]] = {}
+
+
+def register_algorithm(name: str) -> Callable:
+    """Decorator: registers a factory ``(seed=None, **options) -> pg.DNAGenerator``."""
+
+    def deco(factory: Callable[..., pg.geno.DNAGenerator]) -> Callable:
+        ALGORITHMS[name] = factory
+        return factory
+
+    return deco
+
+
+@register_algorithm("random")
+def random_search(seed: int | None = None) -> pg.geno.DNAGenerator:
+    """Uniform random search (PyGlove's ``pg.geno.Random``)."""
+    return pg.geno.Random(seed=seed)
+
+
+@register_algorithm("evolution")
+def regularized_evolution(seed: int | None = None, population_size: int = 16,
+                          tournament_size: int = 4) -> pg.geno.DNAGenerator:
+    """Regularized (aging) evolution, Real et al. 2019 (PyGlove's implementation).
+
+    Defaults are sized for searches of tens to hundreds of trials; PyGlove's own
+    defaults (100/10) suit thousands.
+    """
+    return pg.evolution.regularized_evolution(
+        mutator=pg.evolution.mutators.Uniform(seed=seed), population_size=population_size,
+        tournament_size=tournament_size, seed=seed)
+
+
+@register_algorithm("nsga2")
+def nsga2(seed: int | None = None, population_size: int = 16) -> pg.geno.DNAGenerator:
+    """NSGA-II, Deb et al. 2002 (PyGlove's implementation); takes a tuple reward."""
+    return pg.evolution.nsga2(mutator=pg.evolution.mutators.Uniform(seed=seed),
+                              population_size=population_size, seed=seed)
+
+
+def make_algorithm(algorithm: Any, seed: int | None = None,
+                   **options: Any) -> pg.geno.DNAGenerator:
+    """Returns a fresh DNA generator for a registered name or a given generator.
+
+    Args:
+      algorithm: a registered name ("random", "evolution", "nsga2", ...) or a
+        ``pg.geno.DNAGenerator`` (cloned, so the caller's object stays unset-up).
+      seed: seed passed to a named algorithm's factory.
+      **options: further keyword options for a named algorithm's factory.
+
+    Raises:
+      ConfigError: unknown name, or an object that is not a DNA generator.
+    """
+    if isinstance(algorithm, str):
+        factory = ALGORITHMS.get(algorithm)
+        if factory is None:
+            raise ConfigError(f"unknown algorithm {algorithm!r}; expected one of "
+                              f"{sorted(ALGORITHMS)} or a pg.geno.DNAGenerator")
+        try:
+            return factory(seed=seed, **options)
+        except TypeError as e:
+            raise ConfigError(f"bad options {options!r} for algorithm {algorithm!r}: {e}") from None
+    if isinstance(algorithm, pg.geno.DNAGenerator):
+        return algorithm.clone(deep=True)
+    raise ConfigError(f"algorithm must be a name in {sorted(ALGORITHMS)} or a "
+                      f"pg.geno.DNAGenerator, got {type(algorithm).__name__}: {algorithm!r:.80}")

@@ -1,0 +1,13 @@
+"""Errors memnas raises for bad input; each message is one line naming the bad value."""
+
+
+class MemnasError(Exception):
+    """Base class of memnas's user-facing errors."""
+
+
+class StoreError(MemnasError):
+    """The store cannot be opened, has another schema version, or lacks a record."""
+
+
+class ConfigError(MemnasError, ValueError):
+    """An experiment was configured with a value memnas cannot use."""

@@ -1,0 +1,174 @@
+"""Experiment: a search space, an algorithm, an evaluator, objectives and a store, run as one."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import pyglove as pg
+
+from memnas.algorithms import make_algorithm
+from memnas.errors import ConfigError
+from memnas.hashing import canonical_json
+from memnas.pareto import check_objectives
+from memnas.store import DEFAULT_URL, Store, normalize_url
+
+if TYPE_CHECKING:
+    from memnas.result import Result
+
+
+class Experiment:
+    """A neural-architecture search, defined once and run anywhere.
+
+    Args:
+      name: unique name of the experiment in its store.
+      space: any PyGlove hyper value (``pg.oneof``, ``pg.floatv``, nested spec objects...).
+      evaluator: picklable callable ``(candidate, ctx) -> memnas.Measurement | dict``.
+      algorithm: a registered name ("random", "evolution", "nsga2") or a ``pg.geno.DNAGenerator``.
+      objectives: ``{"metric": "max" | "min"}``; the first is the one single-objective
+        algorithms optimise.
+      store: SQLAlchemy URL of the store (default ``sqlite:///memnas.db``).
+      seed: base seed of the algorithm and of every trial.
+      budget: passed to the evaluator as ``ctx.budget`` (e.g. ``{"steps": 200}``).
+      resources: per-trial ``{"num_cpus": 1, "num_gpus": 0}`` (fractions allowed).
+      algorithm_options: keyword options of a named algorithm (e.g. ``population_size``).
+
+    Raises:
+      ConfigError: a value memnas cannot use; the message names it.
+    """
+
+    def __init__(self, name: str, space: Any, evaluator: Callable[..., Any],
+                 algorithm: Any = "evolution",
+                 objectives: Mapping[str, str] | None = None,
+                 store: str = DEFAULT_URL, seed: int = 0,
+                 budget: Mapping[str, Any] | None = None,
+                 resources: Mapping[str, float] | None = None,
+                 algorithm_options: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ConfigError(f"experiment name must be a non-empty string of at most 200 "
+                              f"characters, got {name!r}")
+        self.name = name
+        self.space = space
+        try:
+            spec = pg.dna_spec(space)
+        except Exception as e:
+            raise ConfigError(f"space is not a PyGlove hyper value ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}): {space!r:.100}") from None
+        if not spec.decision_points:
+            raise ConfigError(f"space has no decisions (use pg.oneof, pg.floatv, ...): {space!r:.100}")
+        if not callable(evaluator):
+            raise ConfigError(f"evaluator must be callable as (candidate, ctx), got "
+                              f"{type(evaluator).__name__}: {evaluator!r:.80}")
+        self.evaluator = evaluator
+        self.algorithm = algorithm
+        self.algorithm_options = dict(algorithm_options or {})
+        self.seed = int(seed)
+        self.make_algorithm()  # fails now, before anything is written, on a bad name
+        try:
+            self.objectives = check_objectives(objectives or {"accuracy": "max"})
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not isinstance(store, str) or not store:
+            raise ConfigError(f"store must be a SQLAlchemy URL string, got {store!r}")
+        self.store = normalize_url(store)
+        self.budget = dict(budget or {})
+        res = {"num_cpus": 1.0, "num_gpus": 0.0, **dict(resources or {})}
+        unknown = set(res) - {"num_cpus", "num_gpus"}
+        if unknown or res["num_cpus"] < 0 or res["num_gpus"] < 0:
+            raise ConfigError(f"resources must be {{'num_cpus': >=0, 'num_gpus': >=0}}, got {dict(resources or {})!r}")
+        self.resources = res
+        self._module_file: str | None = None
+
+    # -- pieces the driver asks for -------------------------------------------------
+    def make_algorithm(self) -> pg.geno.DNAGenerator:
+        """A fresh DNA generator for this experiment (seeded by ``seed`` when named)."""
+        return make_algorithm(self.algorithm, seed=self.seed, **self.algorithm_options)
+
+    def space_json(self) -> dict[str, Any]:
+        """The space as PyGlove JSON."""
+        return pg.to_json(self.space)
+
+    def space_hash(self) -> str:
+        """sha256 of the space's canonical JSON: equal spaces, equal hash, in any process."""
+        return hashlib.sha256(canonical_json(self.space).encode()).hexdigest()
+
+    def _describe(self) -> dict[str, Any]:
+        if isinstance(self.algorithm, str):
+            algorithm = {"name": self.algorithm, "options": self.algorithm_options}
+        else:
+            algorithm = {"name": type(self.algorithm).__name__, "object": pg.to_json(self.algorithm)}
+        ev = self.evaluator
+        evaluator = {"type": f"{getattr(ev, '__module__', '?')}."
+                             f"{getattr(ev, '__qualname__', type(ev).__qualname__)}",
+                     "repr": repr(ev)[:1000]}
+        if dataclasses.is_dataclass(ev) and not isinstance(ev, type):
+            evaluator["config"] = {k: repr(v) for k, v in dataclasses.asdict(ev).items()}
+        return {"space": self.space_json(), "space_hash": self.space_hash(),
+                "algorithm": algorithm, "evaluator": evaluator,
+                "objectives": self.objectives,
+                "config": {"seed": self.seed, "budget": self.budget, "resources": self.resources,
+                           "module_file": self._module_file}}
+
+    def _check_against_store(self, store: Store) -> None:
+        """Refuses to continue a stored experiment of this name with another space or objectives."""
+        row = store.experiment(self.name)
+        if row is None:
+            return
+        if row["space_hash"] != self.space_hash():
+            raise ConfigError(f"experiment {self.name!r} in {store.url!r} was run with a different "
+                              "search space; use a new name to search the changed space")
+        if dict(row["objectives"]) != self.objectives:
+            raise ConfigError(f"experiment {self.name!r} in {store.url!r} has objectives "
+                              f"{row['objectives']!r}, not {self.objectives!r}; use a new name")
+
+    def _ensure_row(self, store: Store) -> int:
+        row = store.experiment(self.name)
+        if row is not None:
+            return row["id"]
+        return store.create_experiment(self.name, **self._describe())
+
+    def module_dirs(self) -> list[str]:
+        """Folders of user modules (experiment file, evaluator) that Ray workers must import."""
+        dirs = []
+        files = [self._module_file]
+        mod = sys.modules.get(getattr(self.evaluator, "__module__", "") or "")
+        files.append(getattr(mod, "__file__", None))
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for f in files:
+            if not f:
+                continue
+            d = os.path.dirname(os.path.abspath(f))
+            if d not in dirs and "site-packages" not in d and not d.startswith(
+                    os.path.join(pkg_root, "memnas")):
+                dirs.append(d)
+        return dirs
+
+    # -- the public verbs ----------------------------------------------------------
+    def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
+            ray_address: str | None = None, progress: bool = False) -> "Result":
+        """Runs the search until the experiment holds ``max_trials`` finished trials.
+
+        Args:
+          max_trials: total finished trials wanted (an existing experiment is continued).
+          workers: trials evaluated at the same time.
+          executor: "ray" (default; local Ray unless ``ray_address``) or "local" (in-process).
+          ray_address: address of an existing Ray cluster.
+          progress: show a live progress line on stderr.
+
+        Returns:
+          The experiment's `Result`, read from the store.
+        """
+        from memnas.result import Result
+        from memnas.runner.driver import run_experiment
+
+        run_experiment(self, max_trials=max_trials, workers=workers, executor=executor,
+                       ray_address=ray_address, progress=progress)
+        return Result(self.name, self.store)
+
+    def __repr__(self) -> str:
+        return (f"Experiment(name={self.name!r}, algorithm={self.algorithm!r}, "
+                f"objectives={self.objectives!r}, store={self.store!r})")
+

@@ -1,0 +1,41 @@
+"""The function every executor runs for one trial: call the evaluator, catch what it raises."""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from typing import Any, Callable
+
+from memnas.measurement import Context, Measurement
+
+
+def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
+              ctx: Context) -> dict[str, Any]:
+    """Evaluates one candidate and returns a JSON-able outcome; never raises.
+
+    The outcome has ``status`` ("completed" or "failed"), ``metrics``, ``costs``,
+    ``curve``, ``wall_time``, ``node`` and, for failures, ``error`` (a traceback or
+    the reason the result was refused).
+    """
+    start = time.perf_counter()
+    out: dict[str, Any] = {"node": socket.gethostname(), "metrics": {}, "costs": {}}
+    try:
+        m = Measurement.coerce(evaluator(candidate, ctx))
+    except Exception:  # the evaluator's failure becomes a failed trial, not a crash
+        out.update(status="failed", error=traceback.format_exc(limit=20))
+    else:
+        bad = m.non_finite()
+        if bad:
+            out.update(status="failed", metrics=m.metrics, costs=m.costs,
+                       error=f"evaluator returned non-finite values for {bad}: "
+                             f"{ {k: m.values()[k] for k in bad} }")
+        else:
+            out.update(status="completed", metrics=m.metrics, costs=m.costs,
+                       artifact=m.artifact)
+        ctx.curve.extend(m.curve)
+        if m.wall_time is not None:
+            out["wall_time"] = float(m.wall_time)
+    out.setdefault("wall_time", time.perf_counter() - start)
+    out["curve"] = ctx.curve
+    return out

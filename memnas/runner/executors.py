@@ -1,0 +1,140 @@
+"""Executors run trial functions: in-process (tests, debugging) or as Ray tasks (default)."""
+
+from __future__ import annotations
+
+import abc
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from memnas.errors import ConfigError
+
+
+class Executor(abc.ABC):
+    """Narrow interface the driver loop uses: submit, wait, result, shutdown."""
+
+    @abc.abstractmethod
+    def submit(self, fn: Callable, *args: Any, num_cpus: float = 1,
+               num_gpus: float = 0) -> Any:
+        """Starts ``fn(*args)`` and returns a handle."""
+
+    @abc.abstractmethod
+    def wait(self, handles: Sequence[Any], n: int = 1) -> list[Any]:
+        """Blocks until at least ``n`` of ``handles`` are done; returns the done ones."""
+
+    @abc.abstractmethod
+    def result(self, handle: Any) -> Any:
+        """The return value of a done handle (raises what the worker raised)."""
+
+    def cancel(self, handle: Any) -> None:
+        """Best-effort cancellation of a handle that is not done."""
+
+    def shutdown(self) -> None:
+        """Releases what the executor started."""
+
+
+class LocalExecutor(Executor):
+    """Runs each trial at submit time in this process: simple and deterministic."""
+
+    def __init__(self) -> None:
+        self._results: dict[int, tuple[bool, Any]] = {}
+        self._next = 0
+
+    def submit(self, fn, *args, num_cpus=1, num_gpus=0):
+        handle = self._next
+        self._next += 1
+        try:
+            self._results[handle] = (True, fn(*args))
+        except BaseException as e:  # re-raised by result(), as Ray would
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            self._results[handle] = (False, e)
+        return handle
+
+    def wait(self, handles, n=1):
+        return list(handles)
+
+    def result(self, handle):
+        ok, value = self._results.pop(handle)
+        if not ok:
+            raise value
+        return value
+
+
+class RayExecutor(Executor):
+    """Runs each trial as a Ray task; Ray keeps worker processes warm between tasks.
+
+    Args:
+      address: a Ray cluster address (``"auto"``, ``"ray://..."``, ``"host:port"``);
+        None starts a local Ray with ``num_cpus`` CPUs (or connects to ``RAY_ADDRESS``).
+      num_cpus: CPUs of a local Ray instance (None: all of this machine's).
+      module_dirs: folders holding the experiment's modules, put on the workers' path.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: float | None = None,
+                 module_dirs: Sequence[str] = ()) -> None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        self._ray = ray
+        self._started = False
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if not ray.is_initialized():
+            paths = [os.path.abspath(d) for d in module_dirs]
+            if address is None:
+                # A local instance: workers share this file system, so put the
+                # experiment's folders on their path. "local" ignores a stale
+                # /tmp/ray/ray_current_cluster left by a killed run.
+                pythonpath = os.pathsep.join(paths + [p for p in sys.path if p])
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                         logging_level="ERROR", log_to_driver=True,
+                         runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+            else:
+                # A cluster: ship the experiment's folders to the workers.
+                try:
+                    ray.init(address=address, logging_level="ERROR",
+                             runtime_env={"py_modules": paths} if paths else None)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
+            self._started = True
+        self._fns: dict[Callable, Any] = {}
+
+    def submit(self, fn, *args, num_cpus=1, num_gpus=0):
+        remote = self._fns.get(fn)
+        if remote is None:
+            remote = self._fns[fn] = self._ray.remote(fn)
+        return remote.options(num_cpus=num_cpus, num_gpus=num_gpus,
+                              max_retries=0).remote(*args)
+
+    def wait(self, handles, n=1):
+        done, _ = self._ray.wait(list(handles), num_returns=min(n, len(handles)))
+        return done
+
+    def result(self, handle):
+        return self._ray.get(handle)
+
+    def cancel(self, handle):
+        try:
+            self._ray.cancel(handle, force=True)
+        except Exception:  # already finished or gone: nothing to cancel
+            pass
+
+    def shutdown(self):
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def make_executor(kind: str, *, address: str | None = None, num_cpus: float | None = None,
+                  module_dirs: Sequence[str] = ()) -> Executor:
+    """Returns the executor named ``kind`` ("ray" or "local").
+
+    Raises:
+      ConfigError: an unknown kind.
+    """
+    if kind == "local":
+        return LocalExecutor()
+    if kind == "ray":
+        return RayExecutor(address=address, num_cpus=num_cpus, module_dirs=module_dirs)
+    raise ConfigError(f"unknown executor {kind!r}; expected 'ray' or 'local'")

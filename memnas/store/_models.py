@@ -1,0 +1,85 @@
+"""SQLAlchemy 2 typed ORM models of the store: experiments, trials, curve points."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1
+
+TRIAL_STATUSES = ("pending", "running", "completed", "failed", "cached")
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class VersionInfo(Base):
+    """Single row holding the schema version, checked whenever a store is opened."""
+
+    __tablename__ = "memnas_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    memnas_version: Mapped[str] = mapped_column(String(32))
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="created")
+    space: Mapped[dict[str, Any]] = mapped_column(JSON)
+    space_hash: Mapped[str] = mapped_column(String(64))
+    algorithm: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evaluator: Mapped[dict[str, Any]] = mapped_column(JSON)
+    objectives: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
+    updated_at: Mapped[_dt.datetime] = mapped_column(default=_now)
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "number", name="uq_trial_number"),
+        Index("ix_trials_experiment_status", "experiment_id", "status"),
+        Index("ix_trials_sym_hash", "sym_hash"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    dna: Mapped[list[Any]] = mapped_column(JSON)
+    decisions: Mapped[dict[str, Any]] = mapped_column(JSON)
+    candidate: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    sym_hash: Mapped[str] = mapped_column(String(64))
+    fn_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    cached_from: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    costs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    node: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    wall_time: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
+    started_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
+    finished_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
+
+
+class CurvePointRow(Base):
+    __tablename__ = "curve_points"
+    __table_args__ = (UniqueConstraint("trial_id", "step", "name", name="uq_curve_point"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)

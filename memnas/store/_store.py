@@ -1,0 +1,256 @@
+"""The SQL store: opens a URL, checks the schema version, reads and writes records."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from memnas.errors import StoreError
+from memnas.store._models import (
+    SCHEMA_VERSION,
+    Base,
+    CurvePointRow,
+    ExperimentRow,
+    TrialRow,
+    VersionInfo,
+    _now,
+)
+
+DEFAULT_URL = "sqlite:///memnas.db"
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in sa.inspect(row).mapper.column_attrs}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    """A memnas store at a SQLAlchemy URL (SQLite file by default, PostgreSQL for clusters).
+
+    Opening a store creates its tables if the database is empty and checks the schema
+    version otherwise. All reads return plain dicts, so callers never hold ORM objects.
+
+    Thread-safety: one Store may be shared by threads of one process; each call opens
+    its own session. Only the driver of an experiment writes its trial rows.
+
+    Args:
+      url: SQLAlchemy URL, e.g. ``sqlite:///memnas.db`` or
+        ``postgresql+psycopg://user:pw@host/db``. A bare file path means SQLite.
+      read_only: open without creating tables (the dashboard).
+
+    Raises:
+      StoreError: the URL is malformed, the database is unreachable, or its schema
+        version differs from this memnas's.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, read_only: bool = False):
+        self.url = normalize_url(url)
+        try:
+            parsed = make_url(self.url)
+        except Exception:
+            raise StoreError(f"store URL {url!r} is not a valid SQLAlchemy URL "
+                             "(expected e.g. sqlite:///memnas.db)") from None
+        kwargs: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            db = parsed.database or ""
+            if db and db != ":memory:":
+                folder = os.path.dirname(os.path.abspath(db))
+                if not os.path.isdir(folder):
+                    raise StoreError(f"cannot open store {url!r}: folder {folder!r} does not exist")
+                if read_only and not os.path.exists(db):
+                    raise StoreError(f"cannot open store {url!r}: file {db!r} does not exist")
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+            if parsed.get_backend_name() == "postgresql":
+                kwargs["connect_args"] = {"connect_timeout": 10}
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except Exception as e:
+            raise StoreError(f"cannot open store {url!r}: {_one_line(e)}") from None
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self._check_schema(read_only)
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"cannot open store {url!r}: {_one_line(e)}") from None
+
+    # ---- schema ---------------------------------------------------------------
+    def _check_schema(self, read_only: bool) -> None:
+        from memnas import __version__
+
+        with self.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+        if "memnas_version" not in tables:
+            if tables & {"experiments", "trials"}:
+                raise StoreError(f"store {self.url!r} has memnas tables but no schema version; "
+                                 "it was not written by this memnas")
+            if read_only:
+                return
+            Base.metadata.create_all(self.engine)
+            with self._session.begin() as s:
+                if s.get(VersionInfo, 1) is None:
+                    s.add(VersionInfo(id=1, schema_version=SCHEMA_VERSION,
+                                      memnas_version=__version__))
+            return
+        with self._session() as s:
+            info = s.get(VersionInfo, 1)
+        if info is None or info.schema_version != SCHEMA_VERSION:
+            found = None if info is None else info.schema_version
+            raise StoreError(f"store {self.url!r} has schema version {found}, this memnas "
+                             f"({__version__}) reads version {SCHEMA_VERSION}; use a matching "
+                             "memnas or a new store URL")
+
+    def session(self) -> Session:
+        """A new ORM session (for advanced queries)."""
+        return self._session()
+
+    # ---- experiments ------------------------------------------------------------
+    def create_experiment(self, name: str, *, space: dict, space_hash: str, algorithm: dict,
+                          evaluator: dict, objectives: dict, config: dict) -> int:
+        """Adds an experiment row and returns its id.
+
+        Raises:
+          StoreError: an experiment of that name exists already.
+        """
+        with self._session.begin() as s:
+            if s.scalar(select(ExperimentRow.id).where(ExperimentRow.name == name)) is not None:
+                raise StoreError(f"experiment {name!r} already exists in {self.url!r}")
+            row = ExperimentRow(name=name, status="created", space=space, space_hash=space_hash,
+                                algorithm=algorithm, evaluator=evaluator,
+                                objectives=objectives, config=config)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def experiment(self, name: str) -> dict[str, Any] | None:
+        """The experiment row as a dict, or None if there is none of that name."""
+        with self._session() as s:
+            row = s.scalar(select(ExperimentRow).where(ExperimentRow.name == name))
+            return None if row is None else _row_dict(row)
+
+    def require_experiment(self, name: str) -> dict[str, Any]:
+        """Like `experiment`, but raises a StoreError naming what exists."""
+        exp = self.experiment(name)
+        if exp is None:
+            names = [e["name"] for e in self.experiments()]
+            listed = ", ".join(repr(n) for n in names[:10]) or "none"
+            raise StoreError(f"no experiment named {name!r} in {self.url!r} (found: {listed})")
+        return exp
+
+    def update_experiment(self, exp_id: int, **fields: Any) -> None:
+        """Sets fields (status, config, ...) of an experiment."""
+        with self._session.begin() as s:
+            row = s.get(ExperimentRow, exp_id)
+            for k, v in fields.items():
+                setattr(row, k, v)
+            row.updated_at = _now()
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """All experiments with trial counts per status, newest first."""
+        with self._session() as s:
+            rows = s.scalars(select(ExperimentRow).order_by(ExperimentRow.id.desc())).all()
+            counts = s.execute(
+                select(TrialRow.experiment_id, TrialRow.status, func.count())
+                .group_by(TrialRow.experiment_id, TrialRow.status)).all()
+        by_exp: dict[int, dict[str, int]] = {}
+        for exp_id, status, n in counts:
+            by_exp.setdefault(exp_id, {})[status] = n
+        out = []
+        for row in rows:
+            d = _row_dict(row)
+            c = by_exp.get(row.id, {})
+            d["counts"] = c
+            d["num_trials"] = sum(c.values())
+            out.append(d)
+        return out
+
+    # ---- trials ----------------------------------------------------------------
+    def next_trial_number(self, exp_id: int) -> int:
+        """One more than the highest trial number of the experiment (0 for the first)."""
+        with self._session() as s:
+            n = s.scalar(select(func.max(TrialRow.number)).where(TrialRow.experiment_id == exp_id))
+        return 0 if n is None else n + 1
+
+    def add_trial(self, exp_id: int, **fields: Any) -> int:
+        """Inserts a trial row and returns its id."""
+        with self._session.begin() as s:
+            row = TrialRow(experiment_id=exp_id, **fields)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def update_trial(self, trial_id: int, curve: Sequence[dict] = (), **fields: Any) -> None:
+        """Sets fields of a trial and appends curve points, in one transaction."""
+        with self._session.begin() as s:
+            row = s.get(TrialRow, trial_id)
+            if row is None:
+                raise StoreError(f"no trial with id {trial_id} in {self.url!r}")
+            for k, v in fields.items():
+                setattr(row, k, v)
+            points = {}  # last value wins for a repeated (step, name)
+            for p in curve:
+                points[(int(p["step"]), str(p["name"]))] = float(p["value"])
+            s.add_all(CurvePointRow(trial_id=trial_id, step=k[0], name=k[1], value=v)
+                      for k, v in points.items())
+
+    def trials(self, exp_id: int, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The trial rows of an experiment ordered by number."""
+        q = select(TrialRow).where(TrialRow.experiment_id == exp_id)
+        if statuses is not None:
+            q = q.where(TrialRow.status.in_(list(statuses)))
+        with self._session() as s:
+            return [_row_dict(r) for r in s.scalars(q.order_by(TrialRow.number))]
+
+    def trial(self, exp_id: int, number: int) -> dict[str, Any] | None:
+        """One trial row by its number within the experiment."""
+        with self._session() as s:
+            row = s.scalar(select(TrialRow).where(TrialRow.experiment_id == exp_id,
+                                                  TrialRow.number == number))
+            return None if row is None else _row_dict(row)
+
+    def curve(self, trial_id: int) -> list[dict[str, Any]]:
+        """The curve points of a trial ordered by step."""
+        q = (select(CurvePointRow.step, CurvePointRow.name, CurvePointRow.value)
+             .where(CurvePointRow.trial_id == trial_id)
+             .order_by(CurvePointRow.step, CurvePointRow.name))
+        with self._session() as s:
+            return [{"step": a, "name": b, "value": c} for a, b, c in s.execute(q)]
+
+    def close(self) -> None:
+        """Releases the store's connections."""
+        self.engine.dispose()
+
+
+def normalize_url(url: str) -> str:
+    """Turns a bare path into a SQLite URL; leaves URLs as they are."""
+    if "://" not in url:
+        return "sqlite:///" + url
+    return url
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip().splitlines()
+    return f"{type(getattr(e, 'orig', None) or e).__name__}: {text[0] if text else ''}"
+
+
+def utcnow() -> _dt.datetime:
+    """Naive UTC now, as stored in timestamps."""
+    return _now()
