@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,8 @@ def trial_seed(base: int, number: int) -> int:
 
 def dna_from_json(value: Any, spec: pg.DNASpec) -> pg.DNA:
     """Rebuilds a stored DNA (``pg.to_json`` form) against the space's spec."""
-    dna = pg.from_json(value) if isinstance(value, dict) else pg.DNA(value)
+    # pg.from_json consumes the dict it is given: hand it a copy.
+    dna = pg.from_json(copy.deepcopy(value)) if isinstance(value, dict) else pg.DNA(value)
     return dna.use_spec(spec)
 
 
@@ -155,6 +157,7 @@ class _Driver:
     def _requeue(self, trial: dict[str, Any]) -> None:
         dna = dna_from_json(trial["dna"], self.spec)
         candidate = pg.materialize(self.exp.space, dna)
+        self.store.clear_curve(trial["id"])
         self.store.update_trial(trial["id"], attempt=trial["attempt"] + 1)
         self._launch(trial, dna, candidate)
 

@@ -211,6 +211,11 @@ class Store:
             s.add_all(CurvePointRow(trial_id=trial_id, step=k[0], name=k[1], value=v)
                       for k, v in points.items())
 
+    def clear_curve(self, trial_id: int) -> None:
+        """Deletes a trial's curve points (before it is run again)."""
+        with self._session.begin() as s:
+            s.execute(sa.delete(CurvePointRow).where(CurvePointRow.trial_id == trial_id))
+
     def trials(self, exp_id: int, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The trial rows of an experiment ordered by number."""
         q = select(TrialRow).where(TrialRow.experiment_id == exp_id)

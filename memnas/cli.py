@@ -1,0 +1,163 @@
+"""The `memnas` command: run, ls, show, export, dashboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from memnas.errors import MemnasError
+
+_STORE_HELP = "SQLAlchemy URL of the store (default: $MEMNAS_STORE or sqlite:///memnas.db)."
+
+
+def _default_store() -> str:
+    return os.environ.get("MEMNAS_STORE", "sqlite:///memnas.db")
+
+
+class _Group(click.Group):
+    """Turns memnas's own errors into a one-line message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MemnasError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="memnas")
+def main() -> None:
+    """memnas: neural-architecture search over memory architectures."""
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Finished trials wanted in the experiment (an existing one is continued).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trials evaluated at once.")
+@click.option("--store", default=None, help="Store URL (default: the experiment file's).")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Address of a running Ray cluster (default: start a local Ray).")
+@click.option("--name", default=None, help="Experiment name (default: the experiment file's).")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
+        name: str | None, executor: str) -> None:
+    """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
+    from memnas.loader import load_experiment_file
+    from memnas.store import normalize_url
+
+    experiment = load_experiment_file(file)
+    if name:
+        experiment.name = name
+    if store:
+        experiment.store = normalize_url(store)
+    click.echo(f"memnas: running {experiment.name!r} ({experiment.algorithm if isinstance(experiment.algorithm, str) else type(experiment.algorithm).__name__}"
+               f", {max_trials} trials, {workers} workers, {executor}) into {experiment.store}",
+               err=True)
+    result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
+                            ray_address=ray_address, progress=True)
+    _print_summary(result)
+    store_arg = f" --store {experiment.store}"
+    click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
+               f"       memnas dashboard{store_arg}")
+
+
+@main.command(name="ls")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+def ls_(store: str) -> None:
+    """List the experiments in a store."""
+    from memnas.store import Store
+
+    rows = Store(store, read_only=True).experiments()
+    if not rows:
+        click.echo(f"no experiments in {store}")
+        return
+    click.echo(f"{'name':<28} {'status':<12} {'algorithm':<12} {'done':>5} {'failed':>6}  objectives")
+    for e in rows:
+        c = e["counts"]
+        done = c.get("completed", 0) + c.get("cached", 0)
+        objs = ", ".join(f"{k} ({v})" for k, v in e["objectives"].items())
+        click.echo(f"{e['name']:<28} {e['status']:<12} {e['algorithm'].get('name', '?'):<12} "
+                   f"{done:>5} {c.get('failed', 0):>6}  {objs}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+def show(name: str, store: str) -> None:
+    """Show an experiment: counts, best trials and its Pareto front."""
+    from memnas.result import Result
+
+    _print_summary(Result(name, store))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: standard output).")
+def export(name: str, store: str, fmt: str, output: str | None) -> None:
+    """Export an experiment's trials as CSV or JSON."""
+    from memnas.result import Result
+
+    df = Result(name, store).trials()
+    if fmt == "csv":
+        df = df.assign(decisions=df["decisions"].map(lambda d: json.dumps(d, sort_keys=True)))
+        text = df.to_csv(index=False)
+    else:
+        text = df.to_json(orient="records", date_format="iso", indent=1)
+    if output:
+        with open(output, "w") as f:
+            f.write(text)
+        click.echo(f"wrote {len(df)} trials to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+def dashboard(store: str, port: int) -> None:
+    """Open the Streamlit dashboard on 127.0.0.1 (read-only on the store)."""
+    from memnas.dashboard import launch
+    from memnas.store import Store, normalize_url
+
+    Store(store, read_only=True).close()  # a bad URL fails here, in one line
+    click.echo(f"memnas dashboard: http://127.0.0.1:{port}  (store {normalize_url(store)})", err=True)
+    sys.exit(launch(normalize_url(store), port=port))
+
+
+def _print_summary(result: Any) -> None:
+    exp = result.experiment
+    counts = result.counts()
+    click.echo(f"\nexperiment {exp['name']!r}: {exp['status']}, "
+               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    df = result.trials()
+    objectives = result.objectives
+    for obj in objectives:
+        best = result.best(obj)
+        if best is not None:
+            click.echo(f"  best {obj} ({objectives[obj]}): {best[obj]:.4g}  "
+                       f"trial {best['number']}: {best['summary']}")
+    front = result.pareto_front()
+    if len(objectives) > 1 and not front.empty:
+        click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")
+        for _, row in front.iterrows():
+            vals = "  ".join(f"{k}={row[k]:.4g}" for k in objectives)
+            click.echo(f"    #{row['number']:<4} {vals}  {row['summary']}")
+    failed = df[df["status"] == "failed"] if not df.empty else df
+    for _, row in failed.head(3).iterrows():
+        last = (row["error"] or "").strip().splitlines()
+        click.echo(f"  failed #{row['number']}: {last[-1] if last else '?'}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
