@@ -118,10 +118,10 @@ class Experiment:
         if row is None:
             return
         if row["space_hash"] != self.space_hash():
-            raise ConfigError(f"experiment {self.name!r} in {store.url!r} was run with a different "
+            raise ConfigError(f"experiment {self.name!r} in {store.shown_url!r} was run with a different "
                               "search space; use a new name to search the changed space")
         if dict(row["objectives"]) != self.objectives:
-            raise ConfigError(f"experiment {self.name!r} in {store.url!r} has objectives "
+            raise ConfigError(f"experiment {self.name!r} in {store.shown_url!r} has objectives "
                               f"{row['objectives']!r}, not {self.objectives!r}; use a new name")
 
     def _ensure_row(self, store: Store) -> int:

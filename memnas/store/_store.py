@@ -33,6 +33,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+    _sqlite_read_pragmas(dbapi_conn, _record)
+
+
+def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Readers (the dashboard) never change the journal mode: that would be a write.
+    cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
@@ -64,6 +71,7 @@ class Store:
         except Exception:
             raise StoreError(f"store URL {url!r} is not a valid SQLAlchemy URL "
                              "(expected e.g. sqlite:///memnas.db)") from None
+        url = self.shown_url = parsed.render_as_string(hide_password=True)
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             db = parsed.database or ""
@@ -83,7 +91,8 @@ class Store:
         except Exception as e:
             raise StoreError(f"cannot open store {url!r}: {_one_line(e)}") from None
         if parsed.get_backend_name() == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect",
+                         _sqlite_read_pragmas if read_only else _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         try:
             self._check_schema(read_only)
@@ -100,10 +109,10 @@ class Store:
             tables = set(sa.inspect(conn).get_table_names())
         if "memnas_version" not in tables:
             if tables & {"experiments", "trials"}:
-                raise StoreError(f"store {self.url!r} has memnas tables but no schema version; "
+                raise StoreError(f"store {self.shown_url!r} has memnas tables but no schema version; "
                                  "it was not written by this memnas")
             if read_only:
-                return
+                raise StoreError(f"store {self.shown_url!r} is not a memnas store (no memnas tables)")
             Base.metadata.create_all(self.engine)
             with self._session.begin() as s:
                 if s.get(VersionInfo, 1) is None:
@@ -114,7 +123,7 @@ class Store:
             info = s.get(VersionInfo, 1)
         if info is None or info.schema_version != SCHEMA_VERSION:
             found = None if info is None else info.schema_version
-            raise StoreError(f"store {self.url!r} has schema version {found}, this memnas "
+            raise StoreError(f"store {self.shown_url!r} has schema version {found}, this memnas "
                              f"({__version__}) reads version {SCHEMA_VERSION}; use a matching "
                              "memnas or a new store URL")
 
@@ -132,7 +141,7 @@ class Store:
         """
         with self._session.begin() as s:
             if s.scalar(select(ExperimentRow.id).where(ExperimentRow.name == name)) is not None:
-                raise StoreError(f"experiment {name!r} already exists in {self.url!r}")
+                raise StoreError(f"experiment {name!r} already exists in {self.shown_url!r}")
             row = ExperimentRow(name=name, status="created", space=space, space_hash=space_hash,
                                 algorithm=algorithm, evaluator=evaluator,
                                 objectives=objectives, config=config)
@@ -152,7 +161,7 @@ class Store:
         if exp is None:
             names = [e["name"] for e in self.experiments()]
             listed = ", ".join(repr(n) for n in names[:10]) or "none"
-            raise StoreError(f"no experiment named {name!r} in {self.url!r} (found: {listed})")
+            raise StoreError(f"no experiment named {name!r} in {self.shown_url!r} (found: {listed})")
         return exp
 
     def update_experiment(self, exp_id: int, **fields: Any) -> None:
@@ -202,7 +211,7 @@ class Store:
         with self._session.begin() as s:
             row = s.get(TrialRow, trial_id)
             if row is None:
-                raise StoreError(f"no trial with id {trial_id} in {self.url!r}")
+                raise StoreError(f"no trial with id {trial_id} in {self.shown_url!r}")
             for k, v in fields.items():
                 setattr(row, k, v)
             points = {}  # last value wins for a repeated (step, name)

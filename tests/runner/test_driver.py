@@ -105,7 +105,7 @@ def test_unknown_algorithm_fails_before_anything_is_written(tmp_path):
 def test_unreachable_store_fails_before_anything_is_written(tmp_path):
     with pytest.raises(StoreError, match="cannot open store 'sqlite:////nonexistent-dir/x.db'"):
         _exp("sqlite:////nonexistent-dir/x.db").run(max_trials=2, executor="local")
-    with pytest.raises(StoreError, match="cannot open store 'postgresql\\+psycopg://u:p@127.0.0.1:9/x'"):
+    with pytest.raises(StoreError, match=r"cannot open store 'postgresql\+psycopg://u:\*\*\*@127.0.0.1:9/x'"):
         _exp("postgresql+psycopg://u:p@127.0.0.1:9/x").run(max_trials=2, executor="local")
 
 

@@ -96,3 +96,15 @@ def test_sqlite_is_in_wal_mode(sqlite_url):
     s = Store(sqlite_url)
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_read_only_open_of_a_foreign_database_is_refused(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+    with pytest.raises(StoreError, match="is not a memnas store"):
+        Store(f"sqlite:///{path}", read_only=True)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"

@@ -1,0 +1,80 @@
+"""Streamlit dashboard over a memnas store (read-only): experiments, progress, Pareto fronts.
+
+Importing this package is cheap: Streamlit and Plotly load only inside the app.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+__all__ = ["ENV_VAR", "app_path", "launch"]
+
+ENV_VAR = "MEMNAS_STORE"
+"""Environment variable the app reads its store URL from (default ``sqlite:///memnas.db``)."""
+
+
+def app_path() -> str:
+    """The absolute path of the dashboard's Streamlit entry script.
+
+    Returns:
+      Path of ``memnas/dashboard/app.py``, for ``streamlit run`` or ``AppTest.from_file``.
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py")
+
+
+def command(port: int = 8501, open_browser: bool = False) -> list[str]:
+    """The ``streamlit run`` command line that `launch` starts.
+
+    Args:
+      port: TCP port to serve on (bound to 127.0.0.1 only).
+      open_browser: let Streamlit open a browser tab (otherwise headless).
+
+    Returns:
+      The argument list, starting with this Python's executable.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
+    return [sys.executable, "-m", "streamlit", "run", app_path(),
+            "--server.headless", "false" if open_browser else "true",
+            "--server.address", "127.0.0.1",
+            "--server.port", str(port),
+            "--browser.gatherUsageStats", "false"]
+
+
+def launch(store_url: str, port: int = 8501, open_browser: bool = False) -> int:
+    """Serves the dashboard for ``store_url`` until Streamlit exits or Ctrl-C.
+
+    Runs ``python -m streamlit run app.py`` in a subprocess with ``MEMNAS_STORE`` set;
+    the dashboard only reads the store.
+
+    Args:
+      store_url: SQLAlchemy URL of the store (a bare path means a SQLite file).
+      port: TCP port to serve on, on 127.0.0.1.
+      open_browser: open a browser tab on the app.
+
+    Returns:
+      Streamlit's exit code (0 after a clean Ctrl-C).
+
+    Raises:
+      ValueError: ``store_url`` is empty or ``port`` is not a valid port.
+    """
+    if not isinstance(store_url, str) or not store_url.strip():
+        raise ValueError(f"store_url must be a non-empty SQLAlchemy URL, got {store_url!r}")
+    cmd = command(port, open_browser)
+    env = dict(os.environ, **{ENV_VAR: store_url})
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches Streamlit too; give it time to stop on its own.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+        return 0

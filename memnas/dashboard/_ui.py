@@ -1,0 +1,152 @@
+"""Streamlit plumbing shared by the pages: store URL, cached reads, sidebar, navigation."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import streamlit as st
+
+from memnas.dashboard import ENV_VAR
+from memnas.errors import StoreError
+from memnas.store import DEFAULT_URL, Store
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXPERIMENTS_PAGE = os.path.join(HERE, "views", "experiments.py")
+EXPERIMENT_PAGE = os.path.join(HERE, "views", "experiment.py")
+
+QUERY_PARAM = "experiment"
+SELECT_KEY = "memnas_experiment"
+GOTO_KEY = "memnas_goto_experiment"
+LIVE_KEY = "memnas_live"
+READ_TTL_S = 3
+LIVE_EVERY_S = 5
+
+
+def store_url() -> str:
+    """The store URL the app shows: ``$MEMNAS_STORE`` or ``sqlite:///memnas.db``."""
+    return os.environ.get(ENV_VAR, "").strip() or DEFAULT_URL
+
+
+def display_url(url: str) -> str:
+    """``url`` with any password hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def one_line(e: BaseException, url: str) -> str:
+    """A one-line message for an error met while reading the store at ``url``."""
+    if isinstance(e, StoreError):
+        return str(e).strip().splitlines()[0]
+    orig = getattr(e, "orig", None) or e
+    first = (str(orig).strip().splitlines() or [""])[0]
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        # SQLite / PostgreSQL: a database without memnas's tables.
+        return f"store {display_url(url)!r} has no memnas tables ({first}); is it a memnas store?"
+    return f"cannot read store {display_url(url)!r}: {type(orig).__name__}: {first}"
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(url: str) -> Store:
+    """The read-only `Store` at ``url``, one per URL per server process."""
+    return Store(url, read_only=True)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_experiments(url: str) -> list[dict[str, Any]]:
+    """``Store.experiments()``, cached for a few seconds."""
+    return get_store(url).experiments()
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_trials(url: str, exp_id: int) -> list[dict[str, Any]]:
+    """``Store.trials(exp_id)``, cached for a few seconds (runs are live)."""
+    return get_store(url).trials(exp_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_curve(url: str, trial_id: int) -> list[dict[str, Any]]:
+    """``Store.curve(trial_id)``, cached for a few seconds."""
+    return get_store(url).curve(trial_id)
+
+
+def guarded(fn: Callable[..., Any], url: str, *args: Any) -> tuple[bool, Any]:
+    """Calls ``fn(url, *args)``; on an error shows it in one line and returns (False, None)."""
+    try:
+        return True, fn(url, *args)
+    except Exception as e:  # the dashboard reports, it never shows a traceback
+        st.error(one_line(e, url), icon=":material/error:")
+        return False, None
+
+
+def experiments() -> list[dict[str, Any]] | None:
+    """The store's experiments, or None after showing why they cannot be read."""
+    url = store_url()
+    ok, store = guarded(get_store, url)
+    if not ok:
+        return None
+    ok, rows = guarded(load_experiments, url)
+    return rows if ok else None
+
+
+def _picked() -> None:
+    st.query_params[QUERY_PARAM] = st.session_state[SELECT_KEY]
+    st.session_state[GOTO_KEY] = True
+
+
+def experiment_selector(names: list[str]) -> None:
+    """The sidebar's experiment selectbox, kept in step with ``?experiment=NAME``."""
+    if not names:
+        st.session_state.pop(SELECT_KEY, None)
+        return
+    wanted = st.query_params.get(QUERY_PARAM)
+    if wanted in names:
+        st.session_state[SELECT_KEY] = wanted
+    elif st.session_state.get(SELECT_KEY) not in names:
+        st.session_state[SELECT_KEY] = names[0]
+    st.sidebar.selectbox("Experiment", names, key=SELECT_KEY, on_change=_picked)
+
+
+def selected_experiment() -> str | None:
+    """The experiment chosen in the sidebar (None in an empty store)."""
+    return st.session_state.get(SELECT_KEY)
+
+
+def live(body: Callable[[], None]) -> None:
+    """Runs a page body, every few seconds again when live update is on."""
+    if st.session_state.get(LIVE_KEY):
+        st.fragment(run_every=LIVE_EVERY_S)(body)()
+    else:
+        body()
+
+
+def _refresh() -> None:
+    load_experiments.clear()
+    load_trials.clear()
+    load_curve.clear()
+
+
+def main() -> None:
+    """The entry script: page config, store check, sidebar, then the chosen page."""
+    st.set_page_config(page_title="memnas", page_icon=":material/insights:", layout="wide")
+    pages = [st.Page(EXPERIMENTS_PAGE, title="Experiments", icon=":material/table_rows:",
+                     url_path="experiments", default=True),
+             st.Page(EXPERIMENT_PAGE, title="Experiment", icon=":material/insights:",
+                     url_path="experiment")]
+    current = st.navigation(pages)
+    url = store_url()
+    st.sidebar.caption(f"Store: `{display_url(url)}` (read-only)")
+    rows = experiments()
+    if rows is None:
+        st.stop()
+    experiment_selector([e["name"] for e in rows])
+    st.sidebar.toggle(f"Live update (every {LIVE_EVERY_S} s)", key=LIVE_KEY)
+    st.sidebar.button("Refresh now", on_click=_refresh, icon=":material/refresh:")
+    if st.session_state.pop(GOTO_KEY, False) and current.url_path != "experiment":
+        st.switch_page(EXPERIMENT_PAGE,
+                       query_params={QUERY_PARAM: st.session_state[SELECT_KEY]})
+    current.run()

@@ -1,0 +1,305 @@
+"""Data preparation of the dashboard: store rows in, DataFrames and NamedTuples out."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from memnas.pareto import pareto_mask
+
+DONE_STATUSES = ("completed", "cached")
+"""Statuses of trials that have metrics (a cached trial reuses a twin's result)."""
+
+TRIAL_COLUMNS = ("number", "status", "summary")
+TAIL_COLUMNS = ("wall_time", "attempt", "cached_from", "node", "started_at", "finished_at",
+                "error")
+
+
+class Counts(NamedTuple):
+    """Trials of an experiment per status."""
+
+    total: int
+    completed: int
+    cached: int
+    failed: int
+    running: int
+    pending: int
+
+    @property
+    def done(self) -> int:
+        """Trials with results (completed or cached)."""
+        return self.completed + self.cached
+
+
+class ParetoInfo(NamedTuple):
+    """What a Pareto scatter of two values draws.
+
+    Attributes:
+      x: name of the value on the x axis.
+      y: name of the value on the y axis.
+      x_direction: "max" or "min".
+      y_direction: "max" or "min".
+      points: every finished trial with both values: columns ``number``, ``summary``,
+        ``x``, ``y``, ``on_front`` (bool) and ``hover`` (text).
+      front: the rows of ``points`` on the front, sorted by ``x`` ascending.
+    """
+
+    x: str
+    y: str
+    x_direction: str
+    y_direction: str
+    points: pd.DataFrame
+    front: pd.DataFrame
+
+
+def counts_of(counts: Mapping[str, int]) -> Counts:
+    """Turns ``{status: n}`` (``Store.experiments()[i]["counts"]``) into `Counts`."""
+    c = {k: int(v) for k, v in (counts or {}).items()}
+    return Counts(total=sum(c.values()), completed=c.get("completed", 0),
+                  cached=c.get("cached", 0), failed=c.get("failed", 0),
+                  running=c.get("running", 0), pending=c.get("pending", 0))
+
+
+def objectives_label(objectives: Mapping[str, str]) -> str:
+    """``{"accuracy": "max", "params": "min"}`` as ``"accuracy (max), params (min)"``."""
+    return ", ".join(f"{k} ({d})" for k, d in (objectives or {}).items())
+
+
+def algorithm_label(algorithm: Mapping[str, Any] | None) -> str:
+    """A stored algorithm description as ``"evolution(population_size=20)"``."""
+    if not algorithm:
+        return ""
+    name = str(algorithm.get("name", "?"))
+    options = algorithm.get("options") or {}
+    if not options:
+        return name
+    return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in options.items()) + ")"
+
+
+def format_time(value: _dt.datetime | None) -> str:
+    """A stored (naive UTC) timestamp as ``"2026-11-25 23:25:42"``; "" for None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def error_snippet(error: str | None, width: int = 120) -> str:
+    """The line of a traceback that names the exception, cut to ``width`` characters."""
+    if not error:
+        return ""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else ""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def trial_values(trial: Mapping[str, Any]) -> dict[str, float]:
+    """A trial's costs and metrics in one mapping (metrics win on a name clash)."""
+    return {**(trial.get("costs") or {}), **(trial.get("metrics") or {})}
+
+
+def value_names(trials: Sequence[Mapping[str, Any]],
+                objectives: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the values trials recorded: objectives first, then metrics, then costs.
+
+    Objectives are listed even before any trial recorded them.
+    """
+    names = list(objectives or {})
+    metrics: set[str] = set()
+    costs: set[str] = set()
+    for t in trials:
+        metrics.update(t.get("metrics") or {})
+        costs.update(t.get("costs") or {})
+    for n in sorted(metrics) + sorted(costs - metrics):
+        if n not in names:
+            names.append(n)
+    return names
+
+
+def cost_names(trials: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Names recorded as costs (and never as metrics) by some trial."""
+    metrics: set[str] = set()
+    costs: set[str] = set()
+    for t in trials:
+        metrics.update(t.get("metrics") or {})
+        costs.update(t.get("costs") or {})
+    return costs - metrics
+
+
+def direction_of(name: str, objectives: Mapping[str, str], costs: set[str]) -> str:
+    """The direction to optimise ``name``: its objective's, else "min" for costs, else "max"."""
+    if name in (objectives or {}):
+        return objectives[name]
+    return "min" if name in costs else "max"
+
+
+def trials_frame(trials: Sequence[Mapping[str, Any]],
+                 objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per trial for tables and plots.
+
+    Args:
+      trials: rows of ``Store.trials(exp_id)``.
+      objectives: the experiment's objectives, listed first among the value columns.
+
+    Returns:
+      Columns ``number``, ``status``, ``summary``, one float column per metric and cost
+      (see `value_names`; NaN where a trial has none), then ``wall_time``, ``attempt``,
+      ``cached_from``, ``node``, ``started_at``, ``finished_at`` and ``error`` (the
+      exception line of the traceback). Ordered by trial number.
+    """
+    names = value_names(trials, objectives)
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {k: t.get(k) for k in TRIAL_COLUMNS}
+        values = trial_values(t)
+        for n in names:
+            row[n] = values.get(n, np.nan)
+        for k in TAIL_COLUMNS:
+            row[k] = t.get(k)
+        row["error"] = error_snippet(t.get("error"))
+        rows.append(row)
+    columns = [*TRIAL_COLUMNS, *names, *TAIL_COLUMNS]
+    df = pd.DataFrame(rows, columns=columns)
+    for n in names:
+        df[n] = pd.to_numeric(df[n], errors="coerce").astype(float)
+    df["wall_time"] = pd.to_numeric(df["wall_time"], errors="coerce").astype(float)
+    return df.sort_values("number", kind="stable").reset_index(drop=True)
+
+
+def _finished(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Trials with results that have every value of ``names``."""
+    if df.empty or any(n not in df.columns for n in names):
+        return df.iloc[0:0]
+    done = df[df["status"].isin(DONE_STATUSES)]
+    return done.dropna(subset=list(names))
+
+
+def best_value(df: pd.DataFrame, objective: str, direction: str) -> float | None:
+    """The best value of ``objective`` among finished trials of `trials_frame`, or None."""
+    done = _finished(df, [objective])
+    if done.empty:
+        return None
+    v = done[objective].max() if direction == "max" else done[objective].min()
+    return float(v)
+
+
+def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
+    """The running best of ``objective`` over trial numbers.
+
+    Args:
+      df: a `trials_frame`.
+      objective: value name.
+      direction: "max" or "min".
+
+    Returns:
+      One row per finished trial with the value, ordered by number: columns
+      ``number``, ``value``, ``best`` (best of this and earlier trials) and
+      ``improved`` (this trial set a new best).
+    """
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
+    done = _finished(df, [objective]).sort_values("number", kind="stable")
+    out = pd.DataFrame({"number": done["number"].to_numpy(dtype=int),
+                        "value": done[objective].to_numpy(dtype=float)})
+    best = out["value"].cummax() if direction == "max" else out["value"].cummin()
+    out["best"] = best
+    out["improved"] = best.ne(best.shift()).to_numpy(dtype=bool) if len(out) else []
+    return out
+
+
+def hover_text(row: Mapping[str, Any], names: Sequence[str], width: int = 70) -> str:
+    """Plotly hover text of a trial: number, summary (wrapped) and its values."""
+    summary = str(row.get("summary") or "")
+    wrapped = "<br>".join(summary[i:i + width] for i in range(0, len(summary), width))
+    parts = [f"<b>trial {int(row['number'])}</b>"]
+    if wrapped:
+        parts.append(wrapped)
+    for n in names:
+        v = row.get(n)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            parts.append(f"{n} = {v:.6g}")
+    return "<br>".join(parts)
+
+
+def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
+                hover_names: Sequence[str] | None = None) -> ParetoInfo:
+    """The points and non-dominated front of finished trials on two values.
+
+    Args:
+      df: a `trials_frame`.
+      x: value on the x axis.
+      y: value on the y axis.
+      directions: direction ("max"/"min") of at least ``x`` and ``y``.
+      hover_names: values listed in the hover text (default ``x`` and ``y``).
+
+    Returns:
+      A `ParetoInfo`; the front flags are `memnas.pareto.pareto_mask` of the points.
+    """
+    for n in (x, y):
+        if directions.get(n) not in ("max", "min"):
+            raise ValueError(f"direction of {n!r} must be 'max' or 'min', "
+                             f"got {directions.get(n)!r}")
+    names = list(dict.fromkeys([x, y, *(hover_names or [])]))
+    done = _finished(df, [x, y])
+    points = pd.DataFrame({
+        "number": done["number"].to_numpy(dtype=int),
+        "summary": done["summary"].astype(str).to_numpy(),
+        "x": done[x].to_numpy(dtype=float),
+        "y": done[y].to_numpy(dtype=float),
+    })
+    if len(points):
+        mask = pareto_mask(points[["x", "y"]].to_numpy(dtype=float),
+                           [directions[x], directions[y]])
+    else:
+        mask = np.zeros(0, dtype=bool)
+    points["on_front"] = mask
+    points["hover"] = [hover_text(r, [n for n in names if n in done.columns])
+                       for r in done.to_dict("records")]
+    front = points[points["on_front"]].sort_values(["x", "y"], kind="stable")
+    return ParetoInfo(x=x, y=y, x_direction=directions[x], y_direction=directions[y],
+                      points=points, front=front.reset_index(drop=True))
+
+
+def experiments_frame(experiments: Sequence[Mapping[str, Any]],
+                      best: Mapping[str, float | None] | None = None) -> pd.DataFrame:
+    """The experiments table.
+
+    Args:
+      experiments: rows of ``Store.experiments()``.
+      best: best value of each experiment's first objective, by experiment name.
+
+    Returns:
+      Columns ``name``, ``status``, ``algorithm``, ``objectives``, ``trials``, ``done``,
+      ``failed``, ``running``, ``pending``, ``first objective``, ``best``, ``created``,
+      ``updated`` (UTC), in the order given.
+    """
+    best = best or {}
+    rows = []
+    for e in experiments:
+        c = counts_of(e.get("counts") or {})
+        objectives = e.get("objectives") or {}
+        first = next(iter(objectives.items()), None)
+        rows.append({
+            "name": e["name"], "status": e.get("status", ""),
+            "algorithm": algorithm_label(e.get("algorithm")),
+            "objectives": objectives_label(objectives),
+            "trials": c.total, "done": c.done, "failed": c.failed,
+            "running": c.running, "pending": c.pending,
+            "first objective": f"{first[0]} ({first[1]})" if first else "",
+            "best": best.get(e["name"]),
+            "created": format_time(e.get("created_at")),
+            "updated": format_time(e.get("updated_at")),
+        })
+    columns = ["name", "status", "algorithm", "objectives", "trials", "done", "failed",
+               "running", "pending", "first objective", "best", "created", "updated"]
+    df = pd.DataFrame(rows, columns=columns)
+    df["best"] = pd.to_numeric(df["best"], errors="coerce").astype(float)
+    return df
+
+
+def curve_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Curve points of ``Store.curve(trial_id)`` as a DataFrame (step, name, value)."""
+    return pd.DataFrame(list(points), columns=["step", "name", "value"])

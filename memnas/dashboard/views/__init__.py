@@ -1,0 +1,1 @@
+"""Page scripts that `memnas.dashboard.app` runs through ``st.navigation`` (not for import)."""

@@ -1,0 +1,35 @@
+"""A real SQLite store for the dashboard tests, filled by running tiny experiments in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard_helpers import TWO, fill_store
+from memnas.store import Store
+
+
+@pytest.fixture(scope="session")
+def dashboard_store(tmp_path_factory) -> str:
+    """URL of a store with a two-objective, a single-objective and an all-failed experiment."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard')}/store.db"
+    fill_store(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> str:
+    """URL of a store with its tables but no experiments."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard_empty')}/empty.db"
+    Store(url).close()
+    return url
+
+
+@pytest.fixture
+def two_objective_trials(dashboard_store) -> tuple[dict, list[dict]]:
+    """The two-objective experiment's row and its trial rows."""
+    store = Store(dashboard_store, read_only=True)
+    try:
+        exp = store.require_experiment(TWO)
+        return exp, store.trials(exp["id"])
+    finally:
+        store.close()
