@@ -33,7 +33,9 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
         else:
             out.update(status="completed", metrics=m.metrics, costs=m.costs,
                        artifact=m.artifact)
-        ctx.curve.extend(m.curve)
+        # Points sent through ctx.report and returned in m.curve too are kept once.
+        seen = {(p["step"], p["name"]) for p in ctx.curve}
+        ctx.curve.extend(p for p in m.curve if (p["step"], p["name"]) not in seen)
         if m.wall_time is not None:
             out["wall_time"] = float(m.wall_time)
     out.setdefault("wall_time", time.perf_counter() - start)

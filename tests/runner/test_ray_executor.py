@@ -27,3 +27,25 @@ def test_toy_search_on_ray_stores_every_row(sqlite_url):
     assert exp_row["status"] == "completed"
     done = s.trials(exp_row["id"], statuses=["completed"])
     assert all(len(s.curve(t["id"])) == 3 for t in done)
+
+
+def test_tiny_mqar_search_trains_on_ray_workers(sqlite_url):
+    from memnas.evaluators import MQAR, TrainEvaluator
+    from memnas.searchspace import memory_space
+
+    exp = memnas.Experiment(
+        name="tiny-mqar", space=memory_space(vocab_size=32, max_layers=2, d_model=(16,), max_len=12),
+        evaluator=TrainEvaluator(task=MQAR(vocab_size=32, seq_len=12, num_kv_pairs=2), steps=20,
+                                 batch_size=8, eval_examples=32),
+        algorithm="evolution", objectives={"accuracy": "max", "params": "min"}, store=sqlite_url)
+    result = exp.run(max_trials=4, workers=2, executor="ray")
+    df = result.trials()
+    assert list(df["status"]) == ["completed"] * 4
+    assert df["accuracy"].between(0, 1).all() and (df["params"] > 0).all()
+    assert (df["latency_ms"] > 0).all()
+    assert df["summary"].str.startswith("d=16 |").all()
+    s = Store(sqlite_url)
+    for t in s.trials(s.experiment("tiny-mqar")["id"]):
+        names = {p["name"] for p in s.curve(t["id"])}
+        assert "loss" in names
+        assert isinstance(pg.from_json_str(t["candidate"]), memnas.searchspace.SequenceModel)

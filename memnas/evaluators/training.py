@@ -1,0 +1,227 @@
+"""`TrainEvaluator`: trains a candidate on a sequence task and measures it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from memnas.evaluators.costs import count_params, measure_latency
+from memnas.evaluators.mqar import IGNORE_INDEX
+from memnas.measurement import Context, Measurement
+
+_TRAIN_STREAM = 1
+_EVAL_STREAM = 2
+
+
+class SequenceTask(Protocol):
+    """What `TrainEvaluator` needs of a task (`MQAR` is one)."""
+
+    vocab_size: int
+
+    def batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs, targets)`` of shape ``(n, T)``; targets -100 where not scored."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainEvaluator:
+    """Trains ``candidate.build()`` from scratch with AdamW and measures it.
+
+    A picklable evaluator: ``evaluator(candidate, ctx) -> Measurement``. Each step
+    draws a fresh batch from the task (seeded from ``ctx.seed`` and the step), so
+    the model never sees an example twice; the held-out set comes from a separate
+    seed stream (``eval_seed``), the same for every trial, and is never trained on.
+    Linear warmup over ``warmup_frac`` of the steps, then cosine decay to 10% of ``lr``.
+
+    Curves: every ``report_every`` steps, ``ctx.report(step, loss=..., accuracy=...)``
+    with the mean loss and answer accuracy on the training batches since the last
+    report (measured before each update, on unseen data); at the end,
+    ``eval_loss`` and ``eval_accuracy`` on the held-out set.
+
+    Attributes:
+      task: The task, e.g. ``MQAR(...)``; the candidate's vocabulary must cover it.
+      steps: Optimizer steps; ``ctx.budget["steps"]`` overrides it.
+      batch_size: Sequences per step.
+      lr: Peak learning rate.
+      weight_decay: AdamW weight decay.
+      warmup_frac: Fraction of the steps with linear warmup.
+      grad_clip: Max gradient norm (0 disables clipping).
+      eval_examples: Size of the held-out set.
+      eval_seed: Seed of the held-out set.
+      report_every: Steps between curve points.
+      latency_batch_size: Rows of the fixed held-out batch timed for ``latency_ms``.
+    """
+
+    task: SequenceTask
+    steps: int = 500
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0
+    eval_examples: int = 512
+    eval_seed: int = 0
+    report_every: int = 25
+    latency_batch_size: int = 16
+
+    def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
+        """Trains and evaluates ``candidate``.
+
+        Args:
+          candidate: An object whose ``build()`` returns a module mapping token ids
+            ``(B, T)`` to logits ``(B, T, V)`` with ``V >= task.vocab_size``.
+          ctx: Seed, device, budget and curve reporting; defaults to ``Context()``.
+
+        Returns:
+          metrics ``accuracy`` (held-out answer accuracy) and ``loss`` (held-out
+          cross-entropy on answers); costs ``params`` and ``latency_ms``; the curve.
+
+        Raises:
+          ValueError: if the budget's steps are not a positive integer, or the
+            model's output has the wrong shape.
+        """
+        ctx = ctx if ctx is not None else Context()
+        steps = ctx.budget.get("steps", self.steps)
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(ctx.num_cpus)))
+        try:
+            return self._run(candidate, ctx, int(steps))
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _run(self, candidate: Any, ctx: Context, steps: int) -> Measurement:
+        vocab = getattr(candidate, "vocab_size", None)
+        if isinstance(vocab, int) and vocab < self.task.vocab_size:
+            raise ValueError(
+                f"the candidate's vocab_size={vocab} is smaller than the task's "
+                f"vocab_size={self.task.vocab_size}"
+            )
+        device = torch.device(ctx.device)
+        seed = int(ctx.seed) % 2**63
+        torch.manual_seed(seed)
+        model = candidate.build().to(device)
+        decay = [p for p in model.parameters() if p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.lr,
+        )
+        warmup = max(1, int(self.warmup_frac * steps))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: _lr_factor(s, warmup, steps)
+        )
+        curve: list[dict[str, Any]] = []
+
+        def report(step: int, **values: float) -> None:
+            ctx.report(step, **values)
+            curve.extend({"step": step, "name": k, "value": float(v)} for k, v in values.items())
+
+        model.train()
+        window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
+        for step in range(1, steps + 1):
+            batch_seed = _derive_seed(seed, _TRAIN_STREAM, step)
+            inputs, targets = self.task.batch(self.batch_size, batch_seed)
+            inputs, targets = inputs.to(device), targets.to(device)
+            logits = model(inputs)
+            if step == 1:
+                _check_logits(logits, inputs, self.task.vocab_size)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                mask = targets != IGNORE_INDEX
+                window_correct += int((logits.argmax(-1)[mask] == targets[mask]).sum())
+                window_total += int(mask.sum())
+            window_loss += loss.item()
+            window_steps += 1
+            diverged = not math.isfinite(window_loss)
+            if step % self.report_every == 0 or step == steps or diverged:
+                report(
+                    step,
+                    loss=window_loss / window_steps,
+                    accuracy=window_correct / max(1, window_total),
+                )
+                window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
+            if diverged:
+                break
+
+        eval_inputs, eval_targets = self.task.batch(
+            self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0)
+        )
+        eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
+        eval_loss, eval_accuracy = evaluate(model, eval_inputs, eval_targets)
+        report(step, eval_loss=eval_loss, eval_accuracy=eval_accuracy)
+        latency = measure_latency(model, eval_inputs[: self.latency_batch_size])
+        return Measurement(
+            metrics={"accuracy": eval_accuracy, "loss": eval_loss},
+            costs={"params": float(count_params(model)), "latency_ms": latency},
+            curve=curve,
+        )
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int = 256
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over the scored positions (targets != -100).
+
+    Args:
+      model: Maps ``(B, T)`` token ids to ``(B, T, V)`` logits.
+      inputs: ``(N, T)`` token ids.
+      targets: ``(N, T)`` targets, -100 where not scored.
+      batch_size: Rows per forward pass.
+
+    Returns:
+      ``(loss, accuracy)``; ``(nan, 0.0)`` when no position is scored.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    try:
+        for start in range(0, inputs.shape[0], batch_size):
+            x, y = inputs[start : start + batch_size], targets[start : start + batch_size]
+            logits = model(x)
+            mask = y != IGNORE_INDEX
+            loss_sum += float(F.cross_entropy(logits[mask], y[mask], reduction="sum"))
+            correct += int((logits[mask].argmax(-1) == y[mask]).sum())
+            total += int(mask.sum())
+    finally:
+        model.train(was_training)
+    if total == 0:
+        return math.nan, 0.0
+    return loss_sum / total, correct / total
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0])
+
+
+def _check_logits(logits: torch.Tensor, inputs: torch.Tensor, vocab_size: int) -> None:
+    if logits.ndim != 3 or logits.shape[:2] != inputs.shape or logits.shape[-1] < vocab_size:
+        raise ValueError(
+            f"the model must map token ids {tuple(inputs.shape)} to logits "
+            f"(B, T, V >= {vocab_size}), got shape {tuple(logits.shape)}"
+        )
