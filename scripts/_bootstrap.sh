@@ -12,11 +12,14 @@ STAMP=".venv/.memnas-installed"
 WANT="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "memnas: installing dependencies into .venv (torch pinned by constraints.txt)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  # torch first, from the pin, so nothing pulls an unpinned CUDA build.
-  .venv/bin/python -m pip install -q -c constraints.txt torch 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import memnas, torch, ray, pyglove, streamlit" 
+  LOG=".venv/install.log"
+  {
+    .venv/bin/python -m pip install --upgrade pip &&
+    # torch first, from the pin, so nothing pulls an unpinned CUDA build.
+    .venv/bin/python -m pip install -c constraints.txt torch &&
+    .venv/bin/python -m pip install -c constraints.txt -e ".[dev]" &&
+    .venv/bin/python -c "import memnas, torch, ray, pyglove, streamlit, optuna"
+  } > "$LOG" 2>&1 || { tail -30 "$LOG" >&2; echo "memnas: install failed, full log in $LOG" >&2; exit 1; }
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

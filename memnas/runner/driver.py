@@ -236,6 +236,12 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     store = Store(experiment.store)
     experiment._check_against_store(store)
+    row = store.experiment(experiment.name)
+    if row is not None:
+        trials = store.trials(row["id"])
+        if len(trials) >= max_trials and all(t["status"] in FINISHED for t in trials):
+            store.close()  # nothing left to run: start no executor
+            return
     if isinstance(executor, str):
         cpus = None
         if executor == "ray" and not (ray_address or os.environ.get("RAY_ADDRESS")):
