@@ -35,6 +35,10 @@ class Experiment:
       budget: passed to the evaluator as ``ctx.budget`` (e.g. ``{"steps": 200}``).
       resources: per-trial ``{"num_cpus": 1, "num_gpus": 0}`` (fractions allowed).
       algorithm_options: keyword options of a named algorithm (e.g. ``population_size``).
+      max_attempts: runs of a trial whose worker dies (or whose driver stopped) before
+        it is stored as failed.
+      timeout_s: seconds an evaluation may take; a slower one is cancelled (Ray) or
+        refused (in-process) and stored as failed. None: no limit.
 
     Raises:
       ConfigError: a value memnas cannot use; the message names it.
@@ -46,7 +50,8 @@ class Experiment:
                  store: str = DEFAULT_URL, seed: int = 0,
                  budget: Mapping[str, Any] | None = None,
                  resources: Mapping[str, float] | None = None,
-                 algorithm_options: Mapping[str, Any] | None = None) -> None:
+                 algorithm_options: Mapping[str, Any] | None = None,
+                 max_attempts: int = 3, timeout_s: float | None = None) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError(f"experiment name must be a non-empty string of at most 200 "
                               f"characters, got {name!r}")
@@ -80,6 +85,13 @@ class Experiment:
         if unknown or res["num_cpus"] < 0 or res["num_gpus"] < 0:
             raise ConfigError(f"resources must be {{'num_cpus': >=0, 'num_gpus': >=0}}, got {dict(resources or {})!r}")
         self.resources = res
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigError(f"max_attempts must be a positive integer, got {max_attempts!r}")
+        if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+            raise ConfigError(f"timeout_s must be a positive number of seconds or None, "
+                              f"got {timeout_s!r}")
+        self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
         self._module_file: str | None = None
 
     # -- pieces the driver asks for -------------------------------------------------
@@ -110,6 +122,7 @@ class Experiment:
                 "algorithm": algorithm, "evaluator": evaluator,
                 "objectives": self.objectives,
                 "config": {"seed": self.seed, "budget": self.budget, "resources": self.resources,
+                           "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
                            "module_file": self._module_file}}
 
     def _check_against_store(self, store: Store) -> None:

@@ -19,8 +19,9 @@ class Executor(abc.ABC):
         """Starts ``fn(*args)`` and returns a handle."""
 
     @abc.abstractmethod
-    def wait(self, handles: Sequence[Any], n: int = 1) -> list[Any]:
-        """Blocks until at least ``n`` of ``handles`` are done; returns the done ones."""
+    def wait(self, handles: Sequence[Any], n: int = 1,
+             timeout: float | None = None) -> list[Any]:
+        """Blocks until ``n`` of ``handles`` are done or ``timeout`` s pass; returns the done ones."""
 
     @abc.abstractmethod
     def result(self, handle: Any) -> Any:
@@ -51,7 +52,7 @@ class LocalExecutor(Executor):
             self._results[handle] = (False, e)
         return handle
 
-    def wait(self, handles, n=1):
+    def wait(self, handles, n=1, timeout=None):
         return list(handles)
 
     def result(self, handle):
@@ -107,8 +108,9 @@ class RayExecutor(Executor):
         return remote.options(num_cpus=num_cpus, num_gpus=num_gpus,
                               max_retries=0).remote(*args)
 
-    def wait(self, handles, n=1):
-        done, _ = self._ray.wait(list(handles), num_returns=min(n, len(handles)))
+    def wait(self, handles, n=1, timeout=None):
+        done, _ = self._ray.wait(list(handles), num_returns=min(n, len(handles)),
+                                 timeout=timeout)
         return done
 
     def result(self, handle):

@@ -41,6 +41,8 @@ class ExperimentRow(Base):
     evaluator: Mapped[dict[str, Any]] = mapped_column(JSON)
     objectives: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    driver: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    heartbeat_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
     updated_at: Mapped[_dt.datetime] = mapped_column(default=_now)
 
@@ -72,6 +74,7 @@ class TrialRow(Base):
     wall_time: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
     started_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
+    heartbeat_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
     finished_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
 
 

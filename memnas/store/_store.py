@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import random
+import time
 from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -23,6 +25,13 @@ from memnas.store._models import (
 )
 
 DEFAULT_URL = "sqlite:///memnas.db"
+_WRITE_RETRIES = 20
+
+
+def _retryable(e: Exception) -> bool:
+    text = str(getattr(e, "orig", e)).lower()
+    return isinstance(e, sa.exc.IntegrityError) or "locked" in text or "deadlock" in text \
+        or "could not serialize" in text
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -198,13 +207,40 @@ class Store:
             n = s.scalar(select(func.max(TrialRow.number)).where(TrialRow.experiment_id == exp_id))
         return 0 if n is None else n + 1
 
-    def add_trial(self, exp_id: int, **fields: Any) -> int:
-        """Inserts a trial row and returns its id."""
+    def add_trial(self, exp_id: int, **fields: Any) -> tuple[int, int]:
+        """Inserts a trial row numbered one past the highest; returns (id, number).
+
+        Safe under concurrent writers: on PostgreSQL the experiment row is locked while
+        the number is chosen; on any backend a clash on the (experiment, number) key or
+        a busy database is retried with jittered back-off, as Optuna does.
+        """
+        for attempt in range(_WRITE_RETRIES):
+            try:
+                with self._session.begin() as s:
+                    s.execute(select(ExperimentRow.id).where(ExperimentRow.id == exp_id)
+                              .with_for_update())
+                    n = s.scalar(select(func.max(TrialRow.number))
+                                 .where(TrialRow.experiment_id == exp_id))
+                    row = TrialRow(experiment_id=exp_id, number=0 if n is None else n + 1,
+                                   **fields)
+                    s.add(row)
+                    s.flush()
+                    return row.id, row.number
+            except (sa.exc.IntegrityError, sa.exc.OperationalError) as e:
+                if attempt == _WRITE_RETRIES - 1 or not _retryable(e):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def heartbeat(self, exp_id: int, trial_ids: Iterable[int], driver: str) -> None:
+        """Marks the driver and its running trials alive, in one transaction."""
+        now = _now()
         with self._session.begin() as s:
-            row = TrialRow(experiment_id=exp_id, **fields)
-            s.add(row)
-            s.flush()
-            return row.id
+            s.execute(sa.update(ExperimentRow).where(ExperimentRow.id == exp_id)
+                      .values(heartbeat_at=now, driver=driver))
+            ids = list(trial_ids)
+            if ids:
+                s.execute(sa.update(TrialRow).where(TrialRow.id.in_(ids)).values(heartbeat_at=now))
 
     def update_trial(self, trial_id: int, curve: Sequence[dict] = (), **fields: Any) -> None:
         """Sets fields of a trial and appends curve points, in one transaction."""

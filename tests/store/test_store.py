@@ -10,9 +10,9 @@ EXP = dict(space={"_type": "x"}, space_hash="h", algorithm={"name": "random"},
            evaluator={"type": "f"}, objectives={"accuracy": "max"}, config={})
 
 
-def _trial(number, **kw):
-    return dict(number=number, status="pending", dna=[number], decisions={"a": number},
-                candidate="{}", summary=f"t{number}", sym_hash=f"h{number}", seed=number, **kw)
+def _trial(i, **kw):
+    return dict(status="pending", dna=[i], decisions={"a": i},
+                candidate="{}", summary=f"t{i}", sym_hash=f"h{i}", seed=i, **kw)
 
 
 def test_create_and_read_experiment(store_url):
@@ -31,7 +31,7 @@ def test_trials_curves_and_counts(store_url):
     s = Store(store_url)
     exp_id = s.create_experiment("e", **EXP)
     assert s.next_trial_number(exp_id) == 0
-    ids = [s.add_trial(exp_id, **_trial(i)) for i in range(3)]
+    ids = [s.add_trial(exp_id, **_trial(i))[0] for i in range(3)]
     assert s.next_trial_number(exp_id) == 3
     s.update_trial(ids[0], status="completed", metrics={"accuracy": 0.5}, costs={"params": 3.0},
                    curve=[{"step": 0, "name": "loss", "value": 2.0},
@@ -49,14 +49,31 @@ def test_trials_curves_and_counts(store_url):
     assert e["counts"] == {"completed": 1, "failed": 1, "pending": 1} and e["num_trials"] == 3
 
 
-def test_trial_numbers_are_unique_per_experiment(store_url):
+def test_trial_numbers_are_per_experiment(store_url):
     s = Store(store_url)
     a = s.create_experiment("a", **EXP)
     b = s.create_experiment("b", **EXP)
-    s.add_trial(a, **_trial(0))
-    s.add_trial(b, **_trial(0))  # the same number in another experiment is fine
-    with pytest.raises(sa.exc.IntegrityError):
-        s.add_trial(a, **_trial(0))
+    assert s.add_trial(a, **_trial(0))[1] == 0
+    assert s.add_trial(b, **_trial(0))[1] == 0  # numbering restarts per experiment
+    assert s.add_trial(a, **_trial(1))[1] == 1
+
+
+def _write_trials(url, n):
+    s = Store(url)
+    exp_id = s.experiment("busy")["id"]
+    return [s.add_trial(exp_id, **_trial(i))[1] for i in range(n)]
+
+
+def test_concurrent_writers_lose_no_row_and_share_no_number(store_url):
+    import multiprocessing as mp
+
+    s = Store(store_url)
+    exp_id = s.create_experiment("busy", **EXP)
+    with mp.get_context("spawn").Pool(8) as pool:
+        numbers = pool.starmap(_write_trials, [(store_url, 25)] * 8)
+    flat = sorted(n for ns in numbers for n in ns)
+    assert flat == list(range(200))
+    assert sorted(t["number"] for t in s.trials(exp_id)) == list(range(200))
 
 
 def test_reopen_keeps_data_and_checks_version(store_url):

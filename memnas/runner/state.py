@@ -1,0 +1,224 @@
+"""SearchState: the bookkeeping of one search — algorithm, store rows, retries, heartbeats.
+
+Every way of running a search (the driver loop over an executor, the Ray Tune searcher)
+goes through this class, so trials are numbered, stored, retried and fed back alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import socket
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pyglove as pg
+
+from memnas.errors import ConfigError
+from memnas.hashing import canonical_json, symbolic_hash
+from memnas.measurement import Context
+from memnas.runner._records import (
+    decisions_of,
+    dna_from_json,
+    failure,
+    reward_of,
+    summary_of,
+    trial_seed,
+    values_of,
+)
+from memnas.runner.progress import Progress
+from memnas.store import Store, utcnow
+
+if TYPE_CHECKING:
+    from memnas.experiment import Experiment
+
+FINISHED = ("completed", "failed", "cached")
+HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
+STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
+
+
+@dataclasses.dataclass
+class Pending:
+    """A trial on its way to an evaluator: its stored row, DNA and candidate."""
+
+    trial: dict[str, Any]
+    dna: pg.DNA
+    candidate: Any
+
+    @property
+    def id(self) -> int:
+        return self.trial["id"]
+
+
+class SearchState:
+    """Owns the algorithm and the experiment's rows; the only writer of its trials.
+
+    Args:
+      experiment: the experiment being run.
+      store: its open store.
+      progress: optional progress line to update.
+    """
+
+    def __init__(self, experiment: "Experiment", store: Store,
+                 progress: Progress | None = None) -> None:
+        self.exp = experiment
+        self.store = store
+        self.progress = progress
+        self.spec = pg.dna_spec(experiment.space)
+        self.algorithm = experiment.make_algorithm()
+        self.algorithm.setup(self.spec)
+        self.multi = bool(getattr(self.algorithm, "multi_objective", False))
+        self.exp_id = experiment._ensure_row(store)
+        self.driver = f"{socket.gethostname()}:{os.getpid()}"
+        self.finished = self.failed = 0
+        self.best: float | None = None
+
+    # -- start: refuse a live twin, replay history ------------------------------------
+    def start(self) -> list[dict[str, Any]]:
+        """Rebuilds the algorithm from stored trials; returns trials to run again.
+
+        Raises:
+          ConfigError: another driver is running this experiment right now.
+        """
+        self._refuse_live_driver()
+        history, requeue = [], []
+        for t in self.store.trials(self.exp_id):
+            dna = dna_from_json(t["dna"], self.spec)
+            if t["status"] in ("completed", "cached"):
+                history.append((dna, reward_of(values_of(t), self.exp.objectives, self.multi)))
+                self._count(t)
+            elif t["status"] == "failed":
+                history.append((dna, None))
+                self._count(t)
+            else:  # pending or running when the last driver stopped
+                history.append((dna, None))
+                requeue.append(t)
+        if history:
+            self.algorithm.recover(history)
+        self.store.update_experiment(self.exp_id, status="running", driver=self.driver,
+                                     heartbeat_at=utcnow())
+        self.show()
+        return requeue
+
+    def _refuse_live_driver(self) -> None:
+        row = self.store.experiment(self.exp.name)
+        if row["status"] != "running" or not row["driver"] or row["driver"] == self.driver:
+            return
+        host, _, pid = row["driver"].rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            return  # its driver died on this machine
+        age = (utcnow() - (row["heartbeat_at"] or _dt.datetime.min)).total_seconds()
+        if age < STALE_AFTER_S:
+            raise ConfigError(f"experiment {self.exp.name!r} is being run by driver "
+                              f"{row['driver']} (heartbeat {age:.0f} s ago); stop it first")
+
+    # -- trials ----------------------------------------------------------------------
+    def propose(self) -> Pending | None:
+        """A new trial from the algorithm, stored as pending; None when it is exhausted."""
+        try:
+            dna = self.algorithm.propose()
+        except StopIteration:
+            return None
+        candidate = pg.materialize(self.exp.space, dna)
+        fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
+                      candidate=canonical_json(candidate), summary=summary_of(candidate),
+                      sym_hash=symbolic_hash(candidate))
+        trial_id, number = self.store.add_trial(self.exp_id, **fields)
+        seed = trial_seed(self.exp.seed, number)
+        return Pending({**fields, "id": trial_id, "number": number, "seed": seed, "attempt": 1},
+                       dna, candidate)
+
+    def requeue(self, trial: dict[str, Any]) -> Pending | None:
+        """A stored trial made ready to run again, or None if it used up its attempts."""
+        if trial["attempt"] >= self.exp.max_attempts:
+            self.finish(trial, failure(f"gave up after {trial['attempt']} attempts: "
+                                       f"{trial.get('error') or 'its run was interrupted'}"))
+            return None
+        trial = {**trial, "attempt": trial["attempt"] + 1}
+        self.store.clear_curve(trial["id"])
+        dna = dna_from_json(trial["dna"], self.spec)
+        return Pending(trial, dna, pg.materialize(self.exp.space, dna))
+
+    def context(self, pending: Pending) -> Context:
+        """The evaluator's view of a trial; marks the trial running."""
+        t = pending.trial
+        self.store.update_trial(t["id"], status="running", started_at=utcnow(), seed=t["seed"],
+                                attempt=t["attempt"], heartbeat_at=utcnow())
+        return Context(seed=t["seed"], trial=t["number"], experiment=self.exp.name,
+                       budget=dict(self.exp.budget), num_cpus=self.exp.resources["num_cpus"],
+                       num_gpus=self.exp.resources["num_gpus"])
+
+    def lost(self, pending: Pending, reason: str) -> dict[str, Any]:
+        """Records that a trial's worker died; returns the row to requeue (attempts permitting)."""
+        self.store.update_trial(pending.id, status="pending", error=reason)
+        return {**pending.trial, "error": reason}
+
+    def finish(self, trial: dict[str, Any] | Pending, outcome: dict[str, Any]) -> str:
+        """Stores an outcome, feeds the algorithm back, returns the final status.
+
+        Raises:
+          ConfigError: a completed result lacks one of the objectives (it is stored first).
+        """
+        pending = trial if isinstance(trial, Pending) else None
+        trial = pending.trial if pending else trial
+        limit = self.exp.timeout_s
+        if outcome["status"] == "completed" and limit and (outcome.get("wall_time") or 0) > limit:
+            outcome = {**outcome, "status": "failed",
+                       "error": f"evaluation took {outcome['wall_time']:.1f} s, over the time "
+                                f"limit of {limit} s"}
+        self.store.update_trial(
+            trial["id"], curve=outcome.get("curve", ()), status=outcome["status"],
+            metrics=outcome["metrics"], costs=outcome["costs"], error=outcome.get("error"),
+            node=outcome.get("node"), wall_time=outcome.get("wall_time"), finished_at=utcnow())
+        self._count({"status": outcome["status"], **outcome})
+        if outcome["status"] == "completed":
+            values = {**outcome["costs"], **outcome["metrics"]}
+            missing = [k for k in self.exp.objectives if k not in values]
+            if missing:
+                raise ConfigError(
+                    f"objective {missing[0]!r} is not among the metrics the evaluator returned: "
+                    f"{', '.join(sorted(values)) or '(none)'}")
+            if pending is not None:
+                self.algorithm.feedback(pending.dna,
+                                        reward_of(values, self.exp.objectives, self.multi))
+        self.show()
+        return outcome["status"]
+
+    def heartbeat(self, pendings: Iterable[Pending]) -> None:
+        """Marks this driver and the given running trials alive."""
+        self.store.heartbeat(self.exp_id, [p.id for p in pendings], self.driver)
+
+    def close(self, status: str, leftover: Iterable[Pending] = ()) -> None:
+        """Ends the run: leftover trials go back to pending for the next driver."""
+        for p in leftover:
+            self.store.update_trial(p.id, status="pending", started_at=None)
+        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None)
+
+    # -- progress ----------------------------------------------------------------------
+    def _count(self, t: dict[str, Any]) -> None:
+        self.finished += 1
+        if t["status"] == "failed":
+            self.failed += 1
+            return
+        name, direction = next(iter(self.exp.objectives.items()))
+        v = values_of(t).get(name)
+        if v is not None and (self.best is None or (v > self.best if direction == "max"
+                                                    else v < self.best)):
+            self.best = v
+
+    def show(self) -> None:
+        """Redraws the progress line, if any."""
+        if self.progress is not None:
+            name = next(iter(self.exp.objectives))
+            best = "" if self.best is None else f"{name}={self.best:.4g}"
+            self.progress.update(self.finished, self.failed, best)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
