@@ -1,4 +1,4 @@
-"""The `memnas` command: run, ls, show, export, dashboard."""
+"""The `memnas` command: run, resume, ls, show, export, dashboard."""
 
 from __future__ import annotations
 
@@ -66,6 +66,45 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
     store_arg = f" --store {experiment.store}"
     click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
                f"       memnas dashboard{store_arg}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+@click.option("--max-trials", type=click.IntRange(min=1), default=None,
+              help="Finished trials wanted (default: what the last run asked for).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Trials evaluated at once (default: as in the last run).")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Address of a running Ray cluster (default: start a local Ray).")
+@click.option("--executor", type=click.Choice(["ray", "local"]), default=None)
+def resume(name: str, store: str, max_trials: int | None, workers: int | None,
+           ray_address: str | None, executor: str | None) -> None:
+    """Continue experiment NAME after a crash: replay stored results, rerun what was running."""
+    from memnas.errors import ConfigError
+    from memnas.loader import load_experiment_file
+    from memnas.store import Store
+
+    s = Store(store)
+    row = s.require_experiment(name)
+    s.close()
+    config = row["config"] or {}
+    last = config.get("last_run") or {}
+    module_file = config.get("module_file")
+    if not module_file:
+        raise ConfigError(f"experiment {name!r} was not started from an experiment file; "
+                          "continue it by calling experiment.run(...) again in Python")
+    experiment = load_experiment_file(module_file)
+    experiment.name = name
+    experiment.store = s.url
+    max_trials = max_trials or last.get("max_trials") or 20
+    workers = workers or last.get("workers") or 1
+    executor = executor or (last.get("executor") if last.get("executor") in ("ray", "local") else "ray")
+    click.echo(f"memnas: resuming {name!r} to {max_trials} trials with {workers} workers "
+               f"({executor}) from {module_file}", err=True)
+    result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
+                            ray_address=ray_address, progress=True)
+    _print_summary(result)
 
 
 @main.command(name="ls")

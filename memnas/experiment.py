@@ -93,6 +93,7 @@ class Experiment:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self._module_file: str | None = None
+        self._module_name: str | None = None
 
     # -- pieces the driver asks for -------------------------------------------------
     def make_algorithm(self) -> pg.geno.DNAGenerator:
@@ -143,21 +144,20 @@ class Experiment:
             return row["id"]
         return store.create_experiment(self.name, **self._describe())
 
-    def module_dirs(self) -> list[str]:
-        """Folders of user modules (experiment file, evaluator) that Ray workers must import."""
-        dirs = []
-        files = [self._module_file]
-        mod = sys.modules.get(getattr(self.evaluator, "__module__", "") or "")
-        files.append(getattr(mod, "__file__", None))
-        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        for f in files:
-            if not f:
+    def user_modules(self) -> list[Any]:
+        """The user's modules Ray workers must import: the experiment file's, the
+        evaluator's and those of the classes in the space (not installed packages)."""
+        names = {getattr(self.evaluator, "__module__", None), type(self.evaluator).__module__,
+                 self._module_name}
+        _type_modules(self.space_json(), names)
+        out = []
+        for name in sorted(n for n in names if n and n != "__main__"):
+            mod = sys.modules.get(name)
+            path = getattr(mod, "__file__", None)
+            if not path or "site-packages" in path or name.split(".")[0] in _NOT_USER:
                 continue
-            d = os.path.dirname(os.path.abspath(f))
-            if d not in dirs and "site-packages" not in d and not d.startswith(
-                    os.path.join(pkg_root, "memnas")):
-                dirs.append(d)
-        return dirs
+            out.append(mod)
+        return out
 
     # -- the public verbs ----------------------------------------------------------
     def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
@@ -185,3 +185,19 @@ class Experiment:
         return (f"Experiment(name={self.name!r}, algorithm={self.algorithm!r}, "
                 f"objectives={self.objectives!r}, store={self.store!r})")
 
+
+
+_NOT_USER = {"memnas", "pyglove", "torch", "ray", "numpy", "builtins"}
+
+
+def _type_modules(value: Any, names: set) -> None:
+    """Adds the module part of every ``_type`` in a PyGlove JSON value to ``names``."""
+    if isinstance(value, dict):
+        t = value.get("_type")
+        if isinstance(t, str) and "." in t:
+            names.add(t.rsplit(".", 1)[0])
+        for v in value.values():
+            _type_modules(v, names)
+    elif isinstance(value, list):
+        for v in value:
+            _type_modules(v, names)

@@ -36,4 +36,5 @@ def load_experiment_file(path: str) -> "object":
         raise ConfigError(f"experiment file {path!r} must define `experiment = memnas.Experiment(...)`"
                           f", found {type(experiment).__name__}")
     experiment._module_file = path
+    experiment._module_name = module_name
     return experiment

@@ -39,3 +39,11 @@ def evaluate_flaky(p, ctx):
 def evaluate_seeded(p, ctx):
     """Returns the trial's seed so tests can check seeds travel."""
     return {"accuracy": float(ctx.seed % 1000) / 1000.0, "params": float(p.y)}
+
+
+def evaluate_sleepy(p, ctx):
+    """`evaluate`, taking 0.3 s, so that parallel trials overlap."""
+    import time
+
+    time.sleep(0.3)
+    return evaluate(p, ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 import traceback
 from typing import Any, Callable
@@ -19,7 +20,7 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
     the reason the result was refused).
     """
     start = time.perf_counter()
-    out: dict[str, Any] = {"node": socket.gethostname(), "metrics": {}, "costs": {}}
+    out: dict[str, Any] = {"node": node_name(), "metrics": {}, "costs": {}}
     try:
         m = Measurement.coerce(evaluator(candidate, ctx))
     except Exception:  # the evaluator's failure becomes a failed trial, not a crash
@@ -41,3 +42,15 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
     out.setdefault("wall_time", time.perf_counter() - start)
     out["curve"] = ctx.curve
     return out
+
+
+def node_name() -> str:
+    """``host`` or, inside a Ray worker, ``host:ray-node-id`` (first 12 hex digits)."""
+    ray = sys.modules.get("ray")  # never import Ray just to ask
+    host = socket.gethostname()
+    try:
+        if ray is not None and ray.is_initialized():
+            return f"{host}:{ray.get_runtime_context().get_node_id()[:12]}"
+    except Exception:  # a node name is informative only
+        pass
+    return host

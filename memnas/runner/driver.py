@@ -97,13 +97,15 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
             if len(trials) >= max_trials and all(t["status"] in FINISHED for t in trials):
                 return                          # nothing left to run: start no executor
         state = SearchState(experiment, store)
+        state.remember_run(max_trials=max_trials, workers=workers,
+                           executor=executor if isinstance(executor, str) else type(executor).__name__)
         if isinstance(executor, str):
             cpus = None
             if executor == "ray" and not (ray_address or os.environ.get("RAY_ADDRESS")):
                 cpus = max(os.cpu_count() or 1,
                            math.ceil(workers * experiment.resources["num_cpus"]))
             executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
-                                             module_dirs=experiment.module_dirs())
+                                             modules=experiment.user_modules())
         if progress:
             bar = state.progress = progress if isinstance(progress, Progress) else Progress(max_trials)
         drive(state, executor, max_trials, workers)

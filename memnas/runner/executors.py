@@ -69,11 +69,13 @@ class RayExecutor(Executor):
       address: a Ray cluster address (``"auto"``, ``"ray://..."``, ``"host:port"``);
         None starts a local Ray with ``num_cpus`` CPUs (or connects to ``RAY_ADDRESS``).
       num_cpus: CPUs of a local Ray instance (None: all of this machine's).
-      module_dirs: folders holding the experiment's modules, put on the workers' path.
+      modules: the user's modules (experiment file, evaluator, space classes) that
+        workers must import: on a local Ray their folders go on the workers' path; on
+        a cluster they are shipped, with memnas itself, in Ray's runtime environment.
     """
 
     def __init__(self, address: str | None = None, num_cpus: float | None = None,
-                 module_dirs: Sequence[str] = ()) -> None:
+                 modules: Sequence[Any] = ()) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
@@ -81,7 +83,11 @@ class RayExecutor(Executor):
         self._started = False
         address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
-            paths = [os.path.abspath(d) for d in module_dirs]
+            paths = []
+            for m in modules:
+                d = os.path.dirname(os.path.abspath(m.__file__))
+                if d not in paths:
+                    paths.append(d)
             if address is None:
                 # A local instance: workers share this file system, so put the
                 # experiment's folders on their path. "local" ignores a stale
@@ -91,10 +97,12 @@ class RayExecutor(Executor):
                          logging_level="ERROR", log_to_driver=True,
                          runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
             else:
-                # A cluster: ship the experiment's folders to the workers.
+                # A cluster: ship memnas and the user's modules to the workers.
+                import memnas
+
                 try:
                     ray.init(address=address, logging_level="ERROR",
-                             runtime_env={"py_modules": paths} if paths else None)
+                             runtime_env={"py_modules": [memnas, *modules]})
                 except (ConnectionError, RuntimeError, ValueError) as e:
                     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
@@ -129,7 +137,7 @@ class RayExecutor(Executor):
 
 
 def make_executor(kind: str, *, address: str | None = None, num_cpus: float | None = None,
-                  module_dirs: Sequence[str] = ()) -> Executor:
+                  modules: Sequence[Any] = ()) -> Executor:
     """Returns the executor named ``kind`` ("ray" or "local").
 
     Raises:
@@ -138,5 +146,5 @@ def make_executor(kind: str, *, address: str | None = None, num_cpus: float | No
     if kind == "local":
         return LocalExecutor()
     if kind == "ray":
-        return RayExecutor(address=address, num_cpus=num_cpus, module_dirs=module_dirs)
+        return RayExecutor(address=address, num_cpus=num_cpus, modules=modules)
     raise ConfigError(f"unknown executor {kind!r}; expected 'ray' or 'local'")

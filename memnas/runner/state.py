@@ -112,6 +112,13 @@ class SearchState:
             raise ConfigError(f"experiment {self.exp.name!r} is being run by driver "
                               f"{row['driver']} (heartbeat {age:.0f} s ago); stop it first")
 
+    def remember_run(self, **settings: Any) -> None:
+        """Stores this run's settings (max_trials, workers, ...) for `memnas resume`."""
+        config = dict(self.store.experiment(self.exp.name)["config"] or {})
+        config["last_run"] = settings
+        config["module_file"] = self.exp._module_file or config.get("module_file")
+        self.store.update_experiment(self.exp_id, config=config)
+
     # -- trials ----------------------------------------------------------------------
     def propose(self) -> Pending | None:
         """A new trial from the algorithm, stored as pending; None when it is exhausted."""

@@ -49,3 +49,24 @@ def test_tiny_mqar_search_trains_on_ray_workers(sqlite_url):
         names = {p["name"] for p in s.curve(t["id"])}
         assert "loss" in names
         assert isinstance(pg.from_json_str(t["candidate"]), memnas.searchspace.SequenceModel)
+
+
+def test_two_node_cluster_runs_trials_on_both_nodes(sqlite_url):
+    import os
+
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        exp = memnas.Experiment(name="cluster", space=toyspace.point_space(),
+                                evaluator=toyspace.evaluate_sleepy, algorithm="random",
+                                objectives={"accuracy": "max"}, store=sqlite_url)
+        result = exp.run(max_trials=8, workers=2, executor="ray", ray_address=cluster.address)
+    finally:
+        cluster.shutdown()
+    df = result.trials()
+    assert list(df["status"]) == ["completed"] * 8
+    nodes = set(df["node"])
+    assert len(nodes) == 2 and all(":" in n for n in nodes), nodes
