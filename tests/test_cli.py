@@ -72,3 +72,76 @@ def test_run_refuses_a_file_without_experiment(tmp_path):
     f.write_text("x = 1\n")
     r = CliRunner().invoke(main, ["run", str(f)])
     assert r.exit_code == 2 and "must define `experiment = memnas.Experiment(...)`" in r.output
+
+
+def _write_exp(path, store, space="Point(x=pg.floatv(0.0, 1.0), y=pg.oneof([1, 2]), kind='a')",
+               algorithm="random", objectives="{'accuracy': 'max'}"):
+    path.write_text(
+        "import pyglove as pg\nimport memnas\nfrom toyspace import Point, evaluate\n"
+        f"experiment = memnas.Experiment(name='e', space={space}, evaluator=evaluate, "
+        f"algorithm={algorithm!r}, objectives={objectives}, store={store!r})\n")
+    return str(path)
+
+
+def _lines_in_store(url):
+    from memnas.store import Store
+
+    s = Store(url, read_only=True)
+    return [(e["name"], e["num_trials"]) for e in s.experiments()]
+
+
+def test_bad_input_through_the_cli_writes_nothing_and_loses_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    ok = _write_exp(tmp_path / "ok_exp.py", url)
+    r = CliRunner().invoke(main, ["run", ok, "--max-trials", "3", "--executor", "local"])
+    assert r.exit_code == 0, r.output
+    before = _lines_in_store(url)
+    cases = {
+        "changed_space": (dict(space="Point(x=pg.floatv(0.0, 2.0), y=1, kind='a')"),
+                          "error: experiment 'e' in 'sqlite:///" ),
+        "unknown_algo": (dict(algorithm="anneal"), "error: unknown algorithm 'anneal'"),
+        "never_reported": (dict(objectives="{'perplexity': 'min'}"),
+                           "error: experiment 'e' in"),
+        "bad_space": (dict(space="Point(x=0.5, y=1, kind='a')"), "error: space has no decisions"),
+    }
+    for stem, (kw, msg) in cases.items():
+        f = _write_exp(tmp_path / f"{stem}.py", url, **kw)
+        r = CliRunner().invoke(main, ["run", f, "--max-trials", "5", "--executor", "local"])
+        errors = [line for line in r.output.splitlines() if line.startswith("error")]
+        assert r.exit_code == 2 and len(errors) == 1 and errors[0].startswith(msg), (stem, r.output)
+    assert _lines_in_store(url) == before
+    f = _write_exp(tmp_path / "new_objective.py", url, objectives="{'perplexity': 'min'}")
+    r = CliRunner().invoke(main, ["run", f, "--name", "e2", "--max-trials", "5",
+                                  "--executor", "local"])
+    assert r.exit_code == 2 and r.output.splitlines()[-1] == (
+        "error: objective 'perplexity' is not among the metrics the evaluator returned: "
+        "accuracy, params"), r.output
+    r = CliRunner().invoke(main, ["run", ok, "--store", "sqlite:////nope/x.db", "--executor", "local"])
+    assert r.exit_code == 2 and "folder '/nope' does not exist" in r.output
+
+
+def test_old_schema_version_is_named(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    from memnas.store import Store
+
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE memnas_version SET schema_version = 0"))
+    engine.dispose()
+    r = CliRunner().invoke(main, ["ls", "--store", url])
+    assert r.exit_code == 2 and "has schema version 0, this memnas" in r.output
+    assert r.output.count("\n") == 1
+
+
+def test_resume_of_an_experiment_started_from_python_says_how(tmp_path):
+    import memnas
+    import toyspace
+
+    url = f"sqlite:///{tmp_path}/py.db"
+    memnas.Experiment(name="py", space=toyspace.point_space(), evaluator=toyspace.evaluate,
+                      algorithm="random", store=url).run(max_trials=2, executor="local")
+    r = CliRunner().invoke(main, ["resume", "py", "--store", url])
+    assert r.exit_code == 2 and "was not started from an experiment file" in r.output
