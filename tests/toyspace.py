@@ -55,3 +55,17 @@ def evaluate_brief(p, ctx):
 
     time.sleep(0.02)
     return evaluate(p, ctx)
+
+
+def evaluate_gpu_view(p, ctx):
+    """Reports which GPU Ray gave the trial (as seen through CUDA_VISIBLE_DEVICES)."""
+    import os
+    import time
+
+    import ray
+
+    time.sleep(0.3)
+    ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+    return {"accuracy": p.x, "gpu_ids": float(len(ids)),
+            "cuda_visible": float(os.environ.get("CUDA_VISIBLE_DEVICES", "-1") != ""),
+            "on_cuda": float(ctx.device == "cuda")}

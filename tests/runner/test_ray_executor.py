@@ -70,3 +70,31 @@ def test_two_node_cluster_runs_trials_on_both_nodes(sqlite_url):
     assert list(df["status"]) == ["completed"] * 8
     nodes = set(df["node"])
     assert len(nodes) == 2 and all(":" in n for n in nodes), nodes
+
+
+def test_fractional_gpus_are_accounted_by_ray(sqlite_url):
+    """Two trials of half a GPU share one (declared) GPU; the evaluator sees its GPU id.
+
+    This machine has no GPU, so torch reports no CUDA and ctx.device stays "cpu".
+    """
+    import os
+
+    import ray
+
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+             logging_level="ERROR", runtime_env={"env_vars": {
+                 "PYTHONPATH": os.path.dirname(os.path.abspath(toyspace.__file__))}})
+    try:
+        exp = memnas.Experiment(name="gpu", space=toyspace.point_space(),
+                                evaluator=toyspace.evaluate_gpu_view, algorithm="random",
+                                objectives={"accuracy": "max"}, store=sqlite_url,
+                                resources={"num_cpus": 0.5, "num_gpus": 0.5})
+        result = exp.run(max_trials=4, workers=2, executor="ray")
+    finally:
+        ray.shutdown()
+    df = result.trials()
+    assert list(df["status"]) == ["completed"] * 4
+    assert (df["gpu_ids"] == 1.0).all()
+    import torch
+
+    assert (df["on_cuda"] == float(torch.cuda.is_available())).all()
