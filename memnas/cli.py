@@ -1,4 +1,4 @@
-"""The `memnas` command: run, resume, ls, show, export, dashboard."""
+"""The `memnas` command: run, resume, ls, show, export, dashboard, bench."""
 
 from __future__ import annotations
 
@@ -172,6 +172,23 @@ def dashboard(store: str, port: int) -> None:
     Store(store, read_only=True).close()  # a bad URL fails here, in one line
     click.echo(f"memnas dashboard: http://127.0.0.1:{port}  (store {normalize_url(store)})", err=True)
     sys.exit(launch(normalize_url(store), port=port))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the figures to this JSON file.")
+@click.option("--quick", is_flag=True, help="A smaller, faster version (for CI smoke tests).")
+def bench(name: str, json_path: str | None, quick: bool) -> None:
+    """Run benchmark NAME and print its figures (see `memnas bench list`)."""
+    from memnas.bench import available, run_bench
+
+    if name == "list":
+        click.echo("\n".join(available()))
+        return
+    run_bench(name, json_path=json_path, quick=quick)
+    if json_path:
+        click.echo(f"wrote {json_path}", err=True)
 
 
 def _print_summary(result: Any) -> None:
