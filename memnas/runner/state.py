@@ -128,7 +128,8 @@ class SearchState:
             return None
         candidate = pg.materialize(self.exp.space, dna)
         fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
-                      candidate=canonical_json(candidate), summary=summary_of(candidate),
+                      candidate=canonical_json(candidate, normalise=False),
+                      summary=summary_of(candidate),
                       sym_hash=symbolic_hash(candidate))
         trial_id, number = self.store.add_trial(self.exp_id, **fields)
         seed = trial_seed(self.exp.seed, number)
