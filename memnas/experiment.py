@@ -106,7 +106,7 @@ class Experiment:
 
     def space_hash(self) -> str:
         """sha256 of the space's canonical JSON: equal spaces, equal hash, in any process."""
-        return hashlib.sha256(canonical_json(self.space).encode()).hexdigest()
+        return hashlib.sha256(canonical_json(self.space, normalise=False).encode()).hexdigest()
 
     def _describe(self) -> dict[str, Any]:
         if isinstance(self.algorithm, str):
@@ -161,15 +161,20 @@ class Experiment:
 
     # -- the public verbs ----------------------------------------------------------
     def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
-            ray_address: str | None = None, progress: bool = False) -> "Result":
+            ray_address: str | None = None, progress: bool = False,
+            scheduler: Any = None) -> "Result":
         """Runs the search until the experiment holds ``max_trials`` finished trials.
 
         Args:
           max_trials: total finished trials wanted (an existing experiment is continued).
           workers: trials evaluated at the same time.
-          executor: "ray" (default; local Ray unless ``ray_address``) or "local" (in-process).
+          executor: "ray" (default; local Ray unless ``ray_address``), "local"
+            (in-process) or "tune" (Ray Tune, whose scheduler may stop trials early).
           ray_address: address of an existing Ray cluster.
           progress: show a live progress line on stderr.
+          scheduler: with ``executor="tune"`` only: "asha" (default), "fifo" or a Ray
+            Tune scheduler object (e.g. ``ASHAScheduler(metric="loss", mode="min")`` to
+            compare a curve metric other than the first objective).
 
         Returns:
           The experiment's `Result`, read from the store.
@@ -178,7 +183,7 @@ class Experiment:
         from memnas.runner.driver import run_experiment
 
         run_experiment(self, max_trials=max_trials, workers=workers, executor=executor,
-                       ray_address=ray_address, progress=progress)
+                       ray_address=ray_address, progress=progress, scheduler=scheduler)
         return Result(self.name, self.store)
 
     def __repr__(self) -> str:

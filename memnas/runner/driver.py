@@ -73,19 +73,24 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
 
 def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
                    executor: str | Executor = "ray", ray_address: str | None = None,
-                   progress: bool | Progress = False) -> None:
+                   progress: bool | Progress = False, scheduler: Any = None) -> None:
     """Runs ``experiment`` until it holds ``max_trials`` finished trials.
 
     The store is opened first, so a bad URL fails before anything is started. An
     experiment that exists in the store is continued: the algorithm is rebuilt by
     replaying the stored results and trials left pending or running are run again.
+    ``executor="tune"`` runs the trials with Ray Tune and its ``scheduler`` ("asha"
+    by default, "fifo", or a Tune scheduler object; see `memnas.runner.tune`).
     """
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ConfigError(f"max_trials must be a positive integer, got {max_trials!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    if isinstance(executor, str) and executor not in ("ray", "local"):
-        raise ConfigError(f"unknown executor {executor!r}; expected 'ray' or 'local'")
+    if isinstance(executor, str) and executor not in ("ray", "local", "tune"):
+        raise ConfigError(f"unknown executor {executor!r}; expected 'ray', 'local' or 'tune'")
+    if scheduler is not None and executor != "tune":
+        raise ConfigError(f"a scheduler ({scheduler!r:.60}) needs executor='tune', "
+                          f"got executor={executor!r}")
     store = Store(experiment.store)
     owned = None
     bar = None
@@ -99,16 +104,22 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
         state = SearchState(experiment, store)
         state.remember_run(max_trials=max_trials, workers=workers,
                            executor=executor if isinstance(executor, str) else type(executor).__name__)
-        if isinstance(executor, str):
-            cpus = None
-            if executor == "ray" and not (ray_address or os.environ.get("RAY_ADDRESS")):
-                cpus = max(os.cpu_count() or 1,
-                           math.ceil(workers * experiment.resources["num_cpus"]))
+        cpus = None
+        if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
+            cpus = max(os.cpu_count() or 1,
+                       math.ceil(workers * experiment.resources["num_cpus"]))
+        if isinstance(executor, str) and executor != "tune":
             executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
                                              modules=experiment.user_modules())
         if progress:
             bar = state.progress = progress if isinstance(progress, Progress) else Progress(max_trials)
-        drive(state, executor, max_trials, workers)
+        if executor == "tune":
+            from memnas.runner.tune import run_with_tune
+
+            run_with_tune(state, max_trials, workers, scheduler=scheduler or "asha",
+                          ray_address=ray_address, num_cpus=cpus)
+        else:
+            drive(state, executor, max_trials, workers)
     finally:
         if bar is not None:
             bar.close()
