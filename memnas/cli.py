@@ -203,6 +203,9 @@ def _print_summary(result: Any) -> None:
         if best is not None:
             click.echo(f"  best {obj} ({objectives[obj]}): {best[obj]:.4g}  "
                        f"trial {best['number']}: {best['summary']}")
+    c = result.cache_counters()
+    click.echo(f"  equivalence cache: {c['misses']} evaluated, {c['hits']} hits, "
+               f"{c['attached']} attached, {c['saved_s']:.1f} s of evaluation saved")
     front = result.pareto_front()
     if len(objectives) > 1 and not front.empty:
         click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")

@@ -12,7 +12,7 @@ import pyglove as pg
 
 from memnas.algorithms import make_algorithm
 from memnas.errors import ConfigError
-from memnas.hashing import canonical_json
+from memnas.hashing import canonical_json, evaluator_fingerprint
 from memnas.pareto import check_objectives
 from memnas.store import DEFAULT_URL, Store, normalize_url
 
@@ -39,6 +39,13 @@ class Experiment:
         it is stored as failed.
       timeout_s: seconds an evaluation may take; a slower one is cancelled (Ray) or
         refused (in-process) and stored as failed. None: no limit.
+      cache: use the functional-equivalence cache: a candidate whose canonical or
+        functional hash matches a stored evaluation under the same evaluator
+        fingerprint reuses it (status ``cached``); one matching a running trial waits
+        for it.
+      reevaluate: evaluations of one hash before the cache reuses their mean.
+      hash_options: options of `memnas.hashing.functional_hash` (``probe`` for
+        callable candidates, ``train_steps``, ``digits``).
 
     Raises:
       ConfigError: a value memnas cannot use; the message names it.
@@ -51,7 +58,9 @@ class Experiment:
                  budget: Mapping[str, Any] | None = None,
                  resources: Mapping[str, float] | None = None,
                  algorithm_options: Mapping[str, Any] | None = None,
-                 max_attempts: int = 3, timeout_s: float | None = None) -> None:
+                 max_attempts: int = 3, timeout_s: float | None = None,
+                 cache: bool = True, reevaluate: int = 1,
+                 hash_options: Mapping[str, Any] | None = None) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError(f"experiment name must be a non-empty string of at most 200 "
                               f"characters, got {name!r}")
@@ -92,6 +101,11 @@ class Experiment:
                               f"got {timeout_s!r}")
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
+        if not isinstance(reevaluate, int) or reevaluate < 1:
+            raise ConfigError(f"reevaluate must be a positive integer, got {reevaluate!r}")
+        self.cache = bool(cache)
+        self.reevaluate = reevaluate
+        self.hash_options = dict(hash_options or {})
         self._module_file: str | None = None
         self._module_name: str | None = None
 
@@ -99,6 +113,10 @@ class Experiment:
     def make_algorithm(self) -> pg.geno.DNAGenerator:
         """A fresh DNA generator for this experiment (seeded by ``seed`` when named)."""
         return make_algorithm(self.algorithm, seed=self.seed, **self.algorithm_options)
+
+    def fingerprint(self) -> str:
+        """The evaluator's fingerprint (its results are reusable across experiments sharing it)."""
+        return evaluator_fingerprint(self.evaluator)
 
     def space_json(self) -> dict[str, Any]:
         """The space as PyGlove JSON."""
@@ -120,10 +138,12 @@ class Experiment:
         if dataclasses.is_dataclass(ev) and not isinstance(ev, type):
             evaluator["config"] = {k: repr(v) for k, v in dataclasses.asdict(ev).items()}
         return {"space": self.space_json(), "space_hash": self.space_hash(),
+                "fingerprint": self.fingerprint(),
                 "algorithm": algorithm, "evaluator": evaluator,
                 "objectives": self.objectives,
                 "config": {"seed": self.seed, "budget": self.budget, "resources": self.resources,
                            "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
+                           "cache": self.cache, "reevaluate": self.reevaluate,
                            "module_file": self._module_file}}
 
     def _check_against_store(self, store: Store) -> None:

@@ -43,7 +43,8 @@ class Result:
             row.update(t["costs"] or {})
             row.update(t["metrics"] or {})
             row.update({k: t[k] for k in ("wall_time", "seed", "attempt", "node", "sym_hash",
-                                          "fn_hash", "cached_from", "error", "created_at",
+                                          "fn_hash", "cached_from", "cache_kind", "saved_time",
+                                          "error", "created_at",
                                           "started_at", "finished_at", "id")})
             rows.append(row)
         df = pd.DataFrame(rows)
@@ -82,6 +83,10 @@ class Result:
         t = self._store.trial(self.experiment["id"], number)
         return pd.DataFrame(self._store.curve(t["id"]) if t else [],
                             columns=["step", "name", "value"])
+
+    def cache_counters(self) -> dict[str, float]:
+        """Equivalence-cache counters: misses (evaluated), hits, attached, seconds saved."""
+        return self._store.cache_counters(self.experiment["id"])
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status."""

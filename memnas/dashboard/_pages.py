@@ -97,6 +97,9 @@ def _experiment_body(name: str, exp_id: int) -> None:
     df = data.trials_frame(trials, objectives)
     counts = data.counts_of(exp.get("counts") or {})
     _counts_row(counts, df, objectives)
+    ok, cache = _ui.guarded(_ui.load_cache_counters, url, exp_id)
+    if ok:
+        st.caption(data.cache_label(cache))
     if not (df["status"].isin(data.DONE_STATUSES)).any():
         st.info("No completed trials yet: charts appear when the first trial finishes.")
     else:

@@ -63,6 +63,12 @@ def load_experiments(url: str) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_cache_counters(url: str, exp_id: int) -> dict[str, float]:
+    """``Store.cache_counters(exp_id)``, cached for a few seconds."""
+    return get_store(url).cache_counters(exp_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_trials(url: str, exp_id: int) -> list[dict[str, Any]]:
     """``Store.trials(exp_id)``, cached for a few seconds (runs are live)."""
     return get_store(url).trials(exp_id)

@@ -303,3 +303,13 @@ def experiments_frame(experiments: Sequence[Mapping[str, Any]],
 def curve_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Curve points of ``Store.curve(trial_id)`` as a DataFrame (step, name, value)."""
     return pd.DataFrame(list(points), columns=["step", "name", "value"])
+
+
+def cache_label(c: dict[str, float]) -> str:
+    """One line on the equivalence cache: evaluations, hits, attached, time saved, hit rate."""
+    reused = c["hits"] + c["attached"]
+    total = c["misses"] + reused
+    rate = f"{100.0 * reused / total:.0f}%" if total else "–"
+    return (f"Equivalence cache: {c['misses']} evaluated, {c['hits']} hits, "
+            f"{c['attached']} attached to a running twin, {c['saved_s']:.1f} s of evaluation "
+            f"saved (reuse rate {rate})")

@@ -32,7 +32,8 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
     timeout = state.exp.timeout_s
     try:
         while True:
-            while len(in_flight) < workers and state.finished + len(in_flight) < max_trials:
+            while len(in_flight) < workers and \
+                    state.finished + len(in_flight) + state.num_waiting < max_trials:
                 if queue:
                     pending = state.requeue(queue.pop(0))
                     if pending is None:         # out of attempts: stored as failed
@@ -40,6 +41,8 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
                 elif exhausted or (pending := state.propose()) is None:
                     exhausted = True
                     break
+                if not pending.launch:          # the equivalence cache answered it
+                    continue
                 handle = executor.submit(run_trial, state.exp.evaluator, pending.candidate,
                                          state.context(pending), **state.exp.resources)
                 in_flight[handle] = (pending, time.monotonic())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pyglove as pg
 
 from memnas.errors import ConfigError
-from memnas.hashing import canonical_json, symbolic_hash
+from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
 from memnas.measurement import Context
 from memnas.runner._records import (
     decisions_of,
@@ -44,6 +44,7 @@ class Pending:
     trial: dict[str, Any]
     dna: pg.DNA
     candidate: Any
+    launch: bool = True  # False: answered by the equivalence cache, nothing to run
 
     @property
     def id(self) -> int:
@@ -69,6 +70,8 @@ class SearchState:
         self.algorithm.setup(self.spec)
         self.multi = bool(getattr(self.algorithm, "multi_objective", False))
         self.exp_id = experiment._ensure_row(store)
+        self.cache = EquivalenceCache(store, experiment.fingerprint(), experiment.reevaluate,
+                                      experiment.hash_options) if experiment.cache else None
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self.finished = self.failed = 0
         self.best: float | None = None
@@ -121,20 +124,41 @@ class SearchState:
 
     # -- trials ----------------------------------------------------------------------
     def propose(self) -> Pending | None:
-        """A new trial from the algorithm, stored as pending; None when it is exhausted."""
+        """A new trial from the algorithm; None when the algorithm is exhausted.
+
+        The trial is stored as pending and, when the equivalence cache knows its result,
+        finished at once (``launch`` False) or attached to its running twin.
+        """
         try:
             dna = self.algorithm.propose()
         except StopIteration:
             return None
         candidate = pg.materialize(self.exp.space, dna)
+        sym = symbolic_hash(candidate)
+        kind, found, fn = self.cache.lookup(candidate, sym) if self.cache else ("miss", None, None)
         fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
                       candidate=canonical_json(candidate, normalise=False),
-                      summary=summary_of(candidate),
-                      sym_hash=symbolic_hash(candidate))
+                      summary=summary_of(candidate), sym_hash=sym, fn_hash=fn)
+        if kind == "attach":
+            fields.update(cached_from=found.id, cache_kind="attached")
         trial_id, number = self.store.add_trial(self.exp_id, **fields)
         seed = trial_seed(self.exp.seed, number)
-        return Pending({**fields, "id": trial_id, "number": number, "seed": seed, "attempt": 1},
-                       dna, candidate)
+        pending = Pending({**fields, "id": trial_id, "number": number, "seed": seed,
+                           "attempt": 1}, dna, candidate)
+        if kind == "hit":
+            pending.launch = False
+            self.finish(pending, EquivalenceCache.hit_outcome(found))
+        elif kind == "attach":
+            pending.launch = False
+            self.cache.attach(found, pending)
+        elif self.cache:
+            self.cache.launched(pending)
+        return pending
+
+    @property
+    def num_waiting(self) -> int:
+        """Trials waiting for a running twin's result."""
+        return self.cache.num_waiting if self.cache else 0
 
     def requeue(self, trial: dict[str, Any]) -> Pending | None:
         """A stored trial made ready to run again, or None if it used up its attempts."""
@@ -142,10 +166,14 @@ class SearchState:
             self.finish(trial, failure(f"gave up after {trial['attempt']} attempts: "
                                        f"{trial.get('error') or 'its run was interrupted'}"))
             return None
-        trial = {**trial, "attempt": trial["attempt"] + 1}
+        trial = {**trial, "attempt": trial["attempt"] + 1, "cached_from": None, "cache_kind": None}
         self.store.clear_curve(trial["id"])
+        self.store.update_trial(trial["id"], cached_from=None, cache_kind=None)
         dna = dna_from_json(trial["dna"], self.spec)
-        return Pending(trial, dna, pg.materialize(self.exp.space, dna))
+        pending = Pending(trial, dna, pg.materialize(self.exp.space, dna))
+        if self.cache:
+            self.cache.launched(pending)
+        return pending
 
     def context(self, pending: Pending) -> Context:
         """The evaluator's view of a trial; marks the trial running."""
@@ -174,12 +202,15 @@ class SearchState:
             outcome = {**outcome, "status": "failed",
                        "error": f"evaluation took {outcome['wall_time']:.1f} s, over the time "
                                 f"limit of {limit} s"}
+        extra = {k: outcome[k] for k in ("cached_from", "cache_kind", "saved_time") if k in outcome}
         self.store.update_trial(
             trial["id"], curve=outcome.get("curve", ()), status=outcome["status"],
             metrics=outcome["metrics"], costs=outcome["costs"], error=outcome.get("error"),
-            node=outcome.get("node"), wall_time=outcome.get("wall_time"), finished_at=utcnow())
+            node=outcome.get("node"), wall_time=outcome.get("wall_time"), finished_at=utcnow(),
+            **extra)
         self._count({"status": outcome["status"], **outcome})
-        if outcome["status"] == "completed":
+        waiters = self.cache.settled(pending) if (self.cache and pending) else []
+        if outcome["status"] in ("completed", "cached"):
             values = {**outcome["costs"], **outcome["metrics"]}
             missing = [k for k in self.exp.objectives if k not in values]
             if missing:
@@ -189,6 +220,8 @@ class SearchState:
             if pending is not None:
                 self.algorithm.feedback(pending.dna,
                                         reward_of(values, self.exp.objectives, self.multi))
+        for waiter in waiters:
+            self.finish(waiter, EquivalenceCache.twin_outcome(pending, outcome))
         self.show()
         return outcome["status"]
 

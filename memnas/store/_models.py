@@ -41,6 +41,7 @@ class ExperimentRow(Base):
     evaluator: Mapped[dict[str, Any]] = mapped_column(JSON)
     objectives: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fingerprint: Mapped[str] = mapped_column(String(64), default="", index=True)
     driver: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     heartbeat_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
@@ -53,6 +54,7 @@ class TrialRow(Base):
         UniqueConstraint("experiment_id", "number", name="uq_trial_number"),
         Index("ix_trials_experiment_status", "experiment_id", "status"),
         Index("ix_trials_sym_hash", "sym_hash"),
+        Index("ix_trials_fn_hash", "fn_hash"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
@@ -64,7 +66,9 @@ class TrialRow(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     sym_hash: Mapped[str] = mapped_column(String(64))
     fn_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
-    cached_from: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    cached_from: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # a trial id
+    cache_kind: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)  # hit|attached
+    saved_time: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     costs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

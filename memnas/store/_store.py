@@ -142,7 +142,8 @@ class Store:
 
     # ---- experiments ------------------------------------------------------------
     def create_experiment(self, name: str, *, space: dict, space_hash: str, algorithm: dict,
-                          evaluator: dict, objectives: dict, config: dict) -> int:
+                          evaluator: dict, objectives: dict, config: dict,
+                          fingerprint: str = "") -> int:
         """Adds an experiment row and returns its id.
 
         Raises:
@@ -153,7 +154,7 @@ class Store:
                 raise StoreError(f"experiment {name!r} already exists in {self.shown_url!r}")
             row = ExperimentRow(name=name, status="created", space=space, space_hash=space_hash,
                                 algorithm=algorithm, evaluator=evaluator,
-                                objectives=objectives, config=config)
+                                objectives=objectives, config=config, fingerprint=fingerprint)
             s.add(row)
             s.flush()
             return row.id
@@ -255,6 +256,35 @@ class Store:
                 points[(int(p["step"]), str(p["name"]))] = float(p["value"])
             s.add_all(CurvePointRow(trial_id=trial_id, step=k[0], name=k[1], value=v)
                       for k, v in points.items())
+
+    def evaluations(self, fingerprint: str, sym_hash: str,
+                    fn_hash: str | None = None) -> list[dict[str, Any]]:
+        """Completed, really evaluated trials (any experiment) under an evaluator fingerprint
+        whose symbolic or functional hash matches: the equivalence cache's lookup."""
+        match = TrialRow.sym_hash == sym_hash
+        if fn_hash:
+            match = sa.or_(match, TrialRow.fn_hash == fn_hash)
+        q = (select(TrialRow).join(ExperimentRow, ExperimentRow.id == TrialRow.experiment_id)
+             .where(ExperimentRow.fingerprint == fingerprint, TrialRow.status == "completed", match)
+             .order_by(TrialRow.id))
+        with self._session() as s:
+            return [_row_dict(r) for r in s.scalars(q)]
+
+    def cache_counters(self, exp_id: int) -> dict[str, float]:
+        """Equivalence-cache counters: misses (real evaluations), hits, attached, seconds saved."""
+        q = (select(TrialRow.status, TrialRow.cache_kind, func.count(),
+                    func.coalesce(func.sum(TrialRow.saved_time), 0.0))
+             .where(TrialRow.experiment_id == exp_id)
+             .group_by(TrialRow.status, TrialRow.cache_kind))
+        out = {"misses": 0, "hits": 0, "attached": 0, "saved_s": 0.0}
+        with self._session() as s:
+            for status, kind, n, saved in s.execute(q):
+                if status == "cached":
+                    out["attached" if kind == "attached" else "hits"] += n
+                    out["saved_s"] += float(saved)
+                elif status in ("completed", "failed"):
+                    out["misses"] += n
+        return out
 
     def clear_curve(self, trial_id: int) -> None:
         """Deletes a trial's curve points (before it is run again)."""

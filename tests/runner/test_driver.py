@@ -74,12 +74,12 @@ def test_run_continues_to_max_trials_and_replays(sqlite_url):
 
 
 def test_pending_trials_are_rerun_not_duplicated(sqlite_url):
-    _exp(sqlite_url).run(max_trials=4, executor="local")
+    _exp(sqlite_url, cache=False).run(max_trials=4, executor="local")
     s = Store(sqlite_url)
     exp_id = s.experiment("toy")["id"]
     victim = s.trial(exp_id, 2)
     s.update_trial(victim["id"], status="running", metrics={}, costs={})  # as if the driver died
-    result = _exp(sqlite_url).run(max_trials=5, executor="local")
+    result = _exp(sqlite_url, cache=False).run(max_trials=5, executor="local")
     df = result.trials()
     assert list(df["number"]) == [0, 1, 2, 3, 4]
     assert set(df["status"]) == {"completed"}

@@ -1,0 +1,114 @@
+"""EquivalenceCache: a candidate equal to one evaluated (or being evaluated) is not run again."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from memnas.hashing._functional import functional_hash
+
+
+class EquivalenceCache:
+    """The functional-equivalence cache (FEC) of Gillard et al. 2023, backed by the store.
+
+    A candidate is looked up first by its canonical symbolic hash, then (only on a
+    miss) by its functional hash. A match among completed evaluations under the same
+    evaluator fingerprint, in any experiment of the store, is a *hit*: its result is
+    reused. A match with a trial still running in this search is *attached*: it waits
+    for that twin instead of running. With ``reevaluate=k`` a hash is evaluated up to
+    k times before hits reuse the mean of those evaluations (UFH's answer to noise).
+
+    Args:
+      store: the open store.
+      fingerprint: the evaluator's fingerprint; only its results are reused.
+      reevaluate: evaluations per hash before results are reused.
+      hash_options: options of `functional_hash` (``probe``, ``train_steps``, ``digits``).
+    """
+
+    def __init__(self, store: Any, fingerprint: str, reevaluate: int = 1,
+                 hash_options: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.fingerprint = fingerprint
+        self.reevaluate = reevaluate
+        self.hash_options = dict(hash_options or {})
+        self.hash_time = 0.0
+        self.hashed = 0
+        self._running: dict[str, Any] = {}       # hash -> Pending being evaluated
+        self._waiting: dict[int, list[Any]] = {}  # twin trial id -> attached Pendings
+
+    @property
+    def num_waiting(self) -> int:
+        """Trials attached to a running twin."""
+        return sum(len(v) for v in self._waiting.values())
+
+    def functional_hash(self, candidate: Any) -> str | None:
+        """The candidate's functional hash, or None where it cannot be computed."""
+        if not (hasattr(candidate, "build") or "probe" in self.hash_options):
+            return None
+        start = time.perf_counter()
+        try:
+            return functional_hash(candidate, fingerprint=self.fingerprint, **self.hash_options)
+        except Exception:  # a candidate that cannot even build: its evaluation will say why
+            return None
+        finally:
+            self.hash_time += time.perf_counter() - start
+            self.hashed += 1
+
+    def lookup(self, candidate: Any, sym_hash: str) -> tuple[str, Any, str | None]:
+        """Returns ``(kind, what, fn_hash)``: ("hit", stored sources), ("attach", running
+        twin) or ("miss", None)."""
+        found = self._match(sym_hash, None)
+        if found[0] != "miss":
+            return (*found, None)
+        fn_hash = self.functional_hash(candidate)
+        return (*self._match(sym_hash, fn_hash), fn_hash) if fn_hash else ("miss", None, None)
+
+    def _match(self, sym_hash: str, fn_hash: str | None) -> tuple[str, Any]:
+        twin = self._running.get(sym_hash) or (self._running.get(fn_hash) if fn_hash else None)
+        done = self.store.evaluations(self.fingerprint, sym_hash, fn_hash)
+        if len(done) >= self.reevaluate:
+            return "hit", done[: self.reevaluate]
+        if twin is not None and len(done) + 1 >= self.reevaluate:
+            return "attach", twin
+        return "miss", None
+
+    def launched(self, pending: Any) -> None:
+        """Notes that ``pending`` is being evaluated, so twins attach to it."""
+        for key in (pending.trial.get("sym_hash"), pending.trial.get("fn_hash")):
+            if key:
+                self._running.setdefault(key, pending)
+
+    def attach(self, twin: Any, pending: Any) -> None:
+        """Makes ``pending`` wait for ``twin``'s result."""
+        self._waiting.setdefault(twin.id, []).append(pending)
+
+    def settled(self, pending: Any) -> list[Any]:
+        """Forgets a finished evaluation; returns the trials that waited for it."""
+        for key in (pending.trial.get("sym_hash"), pending.trial.get("fn_hash")):
+            if key and self._running.get(key) is pending:
+                del self._running[key]
+        return self._waiting.pop(pending.id, [])
+
+    @staticmethod
+    def hit_outcome(sources: list[dict[str, Any]]) -> dict[str, Any]:
+        """The outcome of a hit: the mean metrics of the stored evaluations it reuses."""
+        keys = set.intersection(*(set(s["metrics"]) for s in sources))
+        metrics = {k: sum(s["metrics"][k] for s in sources) / len(sources) for k in sorted(keys)}
+        saved = sum(s["wall_time"] or 0.0 for s in sources) / len(sources)
+        return {"status": "cached", "metrics": metrics, "costs": dict(sources[0]["costs"]),
+                "curve": [], "node": None, "wall_time": 0.0, "cached_from": sources[0]["id"],
+                "cache_kind": "hit", "saved_time": saved}
+
+    @staticmethod
+    def twin_outcome(twin: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The outcome of a trial attached to ``twin``, which ended with ``outcome``."""
+        if outcome["status"] != "completed":
+            return {"status": "failed", "metrics": {}, "costs": {}, "curve": [],
+                    "error": f"its twin trial #{twin.trial['number']} failed: "
+                             f"{(outcome.get('error') or '').strip().splitlines()[-1:]}",
+                    "node": None, "wall_time": 0.0, "cached_from": twin.id,
+                    "cache_kind": "attached"}
+        return {"status": "cached", "metrics": dict(outcome["metrics"]),
+                "costs": dict(outcome["costs"]), "curve": [], "node": None, "wall_time": 0.0,
+                "cached_from": twin.id, "cache_kind": "attached",
+                "saved_time": outcome.get("wall_time") or 0.0}
