@@ -233,7 +233,15 @@ class SearchState:
         """Ends the run: leftover trials go back to pending for the next driver."""
         for p in leftover:
             self.store.update_trial(p.id, status="pending", started_at=None)
-        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None)
+        fields: dict[str, Any] = {}
+        if self.cache and self.cache.hashed:
+            config = dict(self.store.experiment(self.exp.name)["config"] or {})
+            stats = dict(config.get("hashing") or {"hashed": 0, "hash_time_s": 0.0})
+            stats["hashed"] += self.cache.hashed
+            stats["hash_time_s"] += self.cache.hash_time
+            config["hashing"] = stats
+            fields["config"] = config
+        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None, **fields)
 
     # -- progress ----------------------------------------------------------------------
     def _count(self, t: dict[str, Any]) -> None:
