@@ -1,17 +1,41 @@
-"""Evaluators: tasks (MQAR), the training evaluator and cost metrics."""
+"""Evaluators: tasks (MQAR, the MAD suite, memory-horizon tasks), trainers and cost metrics."""
 
 from memnas.evaluators.costs import count_params, measure_latency
-from memnas.evaluators.mqar import IGNORE_INDEX, MQAR
-from memnas.evaluators.presets import quickstart_evaluator
+from memnas.evaluators.mad import (
+    Compression,
+    FuzzyInContextRecall,
+    InContextRecall,
+    Memorization,
+    NoisyInContextRecall,
+    SelectiveCopying,
+    mad_suite,
+)
+from memnas.evaluators.memory_tasks import DelayedMatchToSample, NParity
+from memnas.evaluators.mqar import IGNORE_INDEX, MQAR, MQAR_LEVELS, mqar_levels
+from memnas.evaluators.multitask import MultiTaskEvaluator
+from memnas.evaluators.presets import mad_evaluator, quickstart_evaluator
 from memnas.evaluators.training import SequenceTask, TrainEvaluator, evaluate
 
 __all__ = [
     "IGNORE_INDEX",
     "MQAR",
+    "MQAR_LEVELS",
+    "Compression",
+    "DelayedMatchToSample",
+    "FuzzyInContextRecall",
+    "InContextRecall",
+    "Memorization",
+    "MultiTaskEvaluator",
+    "NParity",
+    "NoisyInContextRecall",
+    "SelectiveCopying",
     "SequenceTask",
     "TrainEvaluator",
     "count_params",
     "evaluate",
+    "mad_evaluator",
+    "mad_suite",
     "measure_latency",
+    "mqar_levels",
     "quickstart_evaluator",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +61,25 @@ class MQAR:
         if not self.power_a > 0:
             raise ValueError(f"MQAR power_a must be > 0, got {self.power_a!r}")
 
+    @classmethod
+    def level(cls, name: str, **overrides: Any) -> "MQAR":
+        """A named difficulty level (see `MQAR_LEVELS`), optionally with fields changed.
+
+        Args:
+          name: ``"easy"``, ``"medium"`` or ``"hard"``.
+          **overrides: Fields to change, e.g. ``random_non_queries=False``.
+
+        Raises:
+          ValueError: naming the unknown level and the known ones.
+        """
+        try:
+            fields = MQAR_LEVELS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown MQAR level {name!r}; expected one of {sorted(MQAR_LEVELS)}"
+            ) from None
+        return cls(**{**fields, **overrides})
+
     def batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Generates ``n`` examples; the same seed always gives the same tensors.
 
@@ -96,3 +116,22 @@ class MQAR:
             filler = rng.integers(0, self.vocab_size, size=(n, t))
             inputs = np.where(inputs == 0, filler, inputs)
         return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+# Difficulty grows with the number of key-value pairs to hold (the recall load), the
+# sequence length and the vocabulary. Zoology's own sweeps use vocab 8192 and
+# seq_len 64-512 with 4-64 pairs; these are scaled down for CPU searches.
+MQAR_LEVELS: dict[str, dict[str, Any]] = {
+    "easy": {"vocab_size": 64, "seq_len": 16, "num_kv_pairs": 4},
+    "medium": {"vocab_size": 128, "seq_len": 32, "num_kv_pairs": 8},
+    "hard": {"vocab_size": 256, "seq_len": 64, "num_kv_pairs": 16},
+}
+
+
+def mqar_levels() -> dict[str, MQAR]:
+    """The `MQAR` tasks of every named level, easiest first.
+
+    ``easy`` (vocab 64, 16 tokens, 4 pairs) is the quickstart's task; ``medium``
+    (128, 32, 8) and ``hard`` (256, 64, 16) each double all three knobs.
+    """
+    return {name: MQAR.level(name) for name in MQAR_LEVELS}
