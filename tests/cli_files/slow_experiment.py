@@ -9,4 +9,5 @@ from failing import slow_logged
 experiment = memnas.Experiment(
     name="slow", space=toyspace.point_space(), evaluator=slow_logged, algorithm="evolution",
     objectives={"accuracy": "max", "params": "min"},
-    store=os.environ.get("SLOW_STORE", "sqlite:///slow.db"))
+    store=os.environ.get("SLOW_STORE", "sqlite:///slow.db"),
+    cache=False)  # every trial evaluated: the test counts evaluations
