@@ -45,9 +45,12 @@ def main() -> None:
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Address of a running Ray cluster (default: start a local Ray).")
 @click.option("--name", default=None, help="Experiment name (default: the experiment file's).")
-@click.option("--executor", type=click.Choice(["ray", "local"]), default="ray", show_default=True)
+@click.option("--executor", type=click.Choice(["ray", "tune", "local"]), default="ray",
+              show_default=True, help="Ray tasks, Ray Tune (with a scheduler), or in-process.")
+@click.option("--scheduler", type=click.Choice(["asha", "fifo"]), default=None,
+              help="Ray Tune scheduler (with --executor tune; default asha).")
 def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
-        name: str | None, executor: str) -> None:
+        name: str | None, executor: str, scheduler: str | None) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
     from memnas.loader import load_experiment_file
     from memnas.store import normalize_url
@@ -61,7 +64,7 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
                f", {max_trials} trials, {workers} workers, {executor}) into {experiment.store}",
                err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
-                            ray_address=ray_address, progress=True)
+                            ray_address=ray_address, progress=True, scheduler=scheduler)
     _print_summary(result)
     store_arg = f" --store {experiment.store}"
     click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
@@ -77,7 +80,7 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
               help="Trials evaluated at once (default: as in the last run).")
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Address of a running Ray cluster (default: start a local Ray).")
-@click.option("--executor", type=click.Choice(["ray", "local"]), default=None)
+@click.option("--executor", type=click.Choice(["ray", "tune", "local"]), default=None)
 def resume(name: str, store: str, max_trials: int | None, workers: int | None,
            ray_address: str | None, executor: str | None) -> None:
     """Continue experiment NAME after a crash: replay stored results, rerun what was running."""
@@ -99,7 +102,8 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
     experiment.store = s.url
     max_trials = max_trials or last.get("max_trials") or 20
     workers = workers or last.get("workers") or 1
-    executor = executor or (last.get("executor") if last.get("executor") in ("ray", "local") else "ray")
+    executor = executor or (last.get("executor") if last.get("executor") in ("ray", "tune", "local")
+                            else "ray")
     click.echo(f"memnas: resuming {name!r} to {max_trials} trials with {workers} workers "
                f"({executor}) from {module_file}", err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
