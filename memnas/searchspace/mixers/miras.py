@@ -131,6 +131,21 @@ class MirasMemory(Mixer):
             f"h={self.num_heads})"
         )
 
+    def canonical(self) -> "MirasMemory":
+        """Equivalence rules for hashing: what cannot change the function is reset.
+
+        ``p`` matters only to ``"lp"`` and ``huber_delta`` only to ``"huber"``; ``"lp"``
+        with ``p == 2`` is ``"l2"``; for ``"dot"`` the gradient does not depend on the
+        memory, so the chunked form is exact and ``chunk_size`` is irrelevant.
+        """
+        defaults = type(self)()
+        objective = "l2" if (self.objective == "lp" and self.p == 2.0) else self.objective
+        return self.clone(override={
+            "objective": objective,
+            "p": self.p if objective == "lp" else defaults.p,
+            "huber_delta": self.huber_delta if objective == "huber" else defaults.huber_delta,
+            "chunk_size": defaults.chunk_size if objective == "dot" else self.chunk_size})
+
     @classmethod
     def space(cls) -> Any:
         """Every axis a decision (3 x 4 x 3 x 2), heads in {1, 2}; p, delta, chunk fixed."""

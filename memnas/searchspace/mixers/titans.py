@@ -76,6 +76,14 @@ class TitansMemory(Mixer):
             max_grad_norm=self.max_grad_norm,
         )
 
+    def canonical(self) -> Any:
+        """Equivalence rule for hashing: Titans is the `MirasMemory` it builds (same module)."""
+        from memnas.searchspace.mixers.miras import MirasMemory
+
+        return MirasMemory(structure="matrix" if self.depth == 1 else "mlp", objective="l2",
+                           retention="data", learner="momentum", num_heads=self.num_heads,
+                           chunk_size=self.chunk_size, max_grad_norm=self.max_grad_norm)
+
     def summary(self) -> str:
         """E.g. ``"titans(h=2,L=2)"``."""
         return f"titans(h={self.num_heads},L={self.depth})"
