@@ -58,20 +58,30 @@ def test_trial_numbers_are_per_experiment(store_url):
     assert s.add_trial(a, **_trial(1))[1] == 1
 
 
-def _write_trials(url, n):
-    s = Store(url)
-    exp_id = s.experiment("busy")["id"]
-    return [s.add_trial(exp_id, **_trial(i))[1] for i in range(n)]
+_WRITER = """
+import sys
+from memnas.store import Store
+url, n = sys.argv[1], int(sys.argv[2])
+s = Store(url)
+exp_id = s.experiment("busy")["id"]
+numbers = [s.add_trial(exp_id, status="pending", dna=[i], decisions={}, candidate="{}",
+                       sym_hash=f"h{i}")[1] for i in range(n)]
+print(" ".join(map(str, numbers)))
+"""
 
 
 def test_concurrent_writers_lose_no_row_and_share_no_number(store_url):
-    import multiprocessing as mp
+    import subprocess
+    import sys
 
     s = Store(store_url)
     exp_id = s.create_experiment("busy", **EXP)
-    with mp.get_context("spawn").Pool(8) as pool:
-        numbers = pool.starmap(_write_trials, [(store_url, 25)] * 8)
-    flat = sorted(n for ns in numbers for n in ns)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, store_url, "25"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outs]
+    flat = sorted(int(n) for out, _ in outs for n in out.split())
     assert flat == list(range(200))
     assert sorted(t["number"] for t in s.trials(exp_id)) == list(range(200))
 
