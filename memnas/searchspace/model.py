@@ -6,29 +6,72 @@ import math
 
 import pyglove as pg
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from memnas.searchspace.mixers import Mixer
+from memnas.searchspace.mixers import Mixer, SoftmaxAttention
 
 POSITIONS = ("learned", "sinusoidal", "none")
+CHANNEL_MIXERS = ("mlp", "glu")
+NORMS = ("pre", "post")
 
 
 class Block(pg.Object):
-    """Spec of a pre-norm residual block: ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``.
+    """Spec of a residual block: a sequence mixer, then a channel mixer, each with a LayerNorm.
+
+    Pre-norm (the default): ``x + mixer(norm(x))``, then ``x + mlp(norm(x))``
+    (Xiong et al., "On Layer Normalization in the Transformer Architecture", 2020,
+    https://arxiv.org/abs/2002.04745). Post-norm, as in the original Transformer:
+    ``norm(x + mixer(x))``, then ``norm(x + mlp(x))``.
+
+    The channel mixer is a GELU MLP, ``W_2 gelu(W_1 x)`` with hidden width
+    ``mlp_ratio * d_model``, or a SwiGLU unit, ``W_2 (silu(W_1 x) * W_3 x)``
+    (Shazeer, "GLU Variants Improve Transformer", 2020, https://arxiv.org/abs/2002.05202)
+    with hidden width ``round(2/3 * mlp_ratio * d_model)`` so that both have about
+    the same number of parameters.
 
     Attributes:
       mixer: The causal sequence mixer spec.
-      mlp_ratio: Hidden width of the MLP as a multiple of ``d_model``; 0 drops the MLP.
+      mlp_ratio: Hidden width of the channel mixer as a multiple of ``d_model``;
+        0 drops the channel mixer.
+      channel_mixer: One of `CHANNEL_MIXERS`: ``"mlp"`` or ``"glu"``.
+      norm: One of `NORMS`: ``"pre"`` or ``"post"`` (where the LayerNorms sit).
     """
 
     mixer: Mixer
     mlp_ratio: int = 2
+    channel_mixer: str = "mlp"
+    norm: str = "pre"
 
     def build(self, d_model: int) -> nn.Module:
-        """Returns a `BlockModule` of width ``d_model``."""
+        """Returns a `BlockModule` of width ``d_model``.
+
+        Raises:
+          ValueError: naming the bad value, if the spec cannot be built.
+        """
         if self.mlp_ratio < 0:
             raise ValueError(f"Block: mlp_ratio must be >= 0, got {self.mlp_ratio!r}")
-        return BlockModule(d_model, self.mixer.build(d_model), self.mlp_ratio)
+        if self.channel_mixer not in CHANNEL_MIXERS:
+            raise ValueError(
+                f"Block: channel_mixer must be one of {CHANNEL_MIXERS}, got {self.channel_mixer!r}"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"Block: norm must be one of {NORMS}, got {self.norm!r}")
+        return BlockModule(
+            d_model,
+            self.mixer.build(d_model),
+            self.mlp_ratio,
+            channel_mixer=self.channel_mixer,
+            norm=self.norm,
+        )
+
+    def canonical(self) -> "Block":
+        """This block with the channel-mixer kind reset to ``"mlp"`` when there is no
+        channel mixer (``mlp_ratio == 0``), where the kind changes nothing (see
+        `memnas.hashing.canonicalize`)."""
+        if self.mlp_ratio == 0 and self.channel_mixer != "mlp":
+            return self.clone(override={"channel_mixer": "mlp"})
+        return self
 
 
 class SequenceModel(pg.Object):
@@ -80,42 +123,100 @@ class SequenceModel(pg.Object):
             tie_embeddings=self.tie_embeddings,
         )
 
+    def canonical(self) -> "SequenceModel":
+        """This model with sliding windows that cover ``max_len`` made full attention.
+
+        With learned positions no sequence is longer than ``max_len``, so a
+        `SoftmaxAttention` window ``>= max_len`` changes nothing (see
+        `memnas.hashing.canonicalize`).
+        """
+        if self.positions != "learned":
+            return self
+        overrides = {
+            f"layers[{i}].mixer.window": None
+            for i, block in enumerate(self.layers)
+            if isinstance(block.mixer, SoftmaxAttention)
+            and block.mixer.window is not None
+            and block.mixer.window >= self.max_len
+        }
+        return self.clone(override=overrides) if overrides else self
+
     def summary(self) -> str:
         """A one-line description, e.g. ``"d=32 | attn(h=2) > linear(h=1,elu+1) | mlp x2"``.
 
-        The MLP ratios are listed per layer (``"mlp x2,x4"``) when they differ.
+        The channel mixers are listed per layer when they differ (``"mlp x2,x4"``,
+        ``"mlp x2,glu x2"``). Post-norm is shown as a last part: ``" | post-norm"``
+        when every layer is post-norm, ``" | norm pre,post"`` per layer when mixed.
         """
         mixers = " > ".join(block.mixer.summary() for block in self.layers)
+        kinds = [block.channel_mixer for block in self.layers]
         ratios = [block.mlp_ratio for block in self.layers]
-        if len(set(ratios)) == 1:
-            mlp = f"mlp x{ratios[0]}"
+        if len(set(zip(kinds, ratios))) == 1:
+            channel = f"{kinds[0]} x{ratios[0]}"
+        elif len(set(kinds)) == 1:
+            channel = f"{kinds[0]} " + ",".join(f"x{r}" for r in ratios)
         else:
-            mlp = "mlp " + ",".join(f"x{r}" for r in ratios)
-        return f"d={self.d_model} | {mixers} | {mlp}"
+            channel = ",".join(f"{k} x{r}" for k, r in zip(kinds, ratios))
+        text = f"d={self.d_model} | {mixers} | {channel}"
+        norms = [block.norm for block in self.layers]
+        if set(norms) == {"post"}:
+            text += " | post-norm"
+        elif len(set(norms)) > 1:
+            text += " | norm " + ",".join(norms)
+        return text
 
 
 class BlockModule(nn.Module):
-    """Pre-norm residual block around a mixer module and an (optional) GELU MLP."""
+    """Residual block around a mixer module and an (optional) MLP or SwiGLU, pre- or post-norm."""
 
-    def __init__(self, d_model: int, mixer: nn.Module, mlp_ratio: int) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        mixer: nn.Module,
+        mlp_ratio: int,
+        channel_mixer: str = "mlp",
+        norm: str = "pre",
+    ) -> None:
         super().__init__()
+        self.pre_norm = norm == "pre"
         self.norm1 = nn.LayerNorm(d_model)
         self.mixer = mixer
         self.norm2: nn.Module | None = None
         self.mlp: nn.Module | None = None
         if mlp_ratio > 0:
             self.norm2 = nn.LayerNorm(d_model)
-            self.mlp = nn.Sequential(
-                nn.Linear(d_model, mlp_ratio * d_model),
-                nn.GELU(),
-                nn.Linear(mlp_ratio * d_model, d_model),
-            )
+            if channel_mixer == "glu":
+                self.mlp = SwiGLU(d_model, max(1, round(2 * mlp_ratio * d_model / 3)))
+            else:
+                self.mlp = nn.Sequential(
+                    nn.Linear(d_model, mlp_ratio * d_model),
+                    nn.GELU(),
+                    nn.Linear(mlp_ratio * d_model, d_model),
+                )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mixer(self.norm1(x))
-        if self.mlp is not None:
-            x = x + self.mlp(self.norm2(x))
+        if self.pre_norm:
+            x = x + self.mixer(self.norm1(x))
+            if self.mlp is not None:
+                x = x + self.mlp(self.norm2(x))
+        else:
+            x = self.norm1(x + self.mixer(x))
+            if self.mlp is not None:
+                x = self.norm2(x + self.mlp(x))
         return x
+
+
+class SwiGLU(nn.Module):
+    """``(..., D) -> (..., D)``: ``W_2 (silu(W_1 x) * W_3 x)``, hidden width ``hidden``."""
+
+    def __init__(self, d_model: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * hidden)  # W_1 and W_3, stacked
+        self.down = nn.Linear(hidden, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
 
 
 class SequenceModelModule(nn.Module):

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import pyglove as pg
 
 from memnas.searchspace.mixers import Mixer, get_mixer, registered_mixers
-from memnas.searchspace.model import Block, SequenceModel
+from memnas.searchspace.model import CHANNEL_MIXERS, NORMS, Block, SequenceModel
 
 
 def memory_space(
@@ -19,13 +19,19 @@ def memory_space(
     min_layers: int = 1,
     positions: str = "learned",
     max_len: int = 128,
+    channel_mixer: Sequence[str] = ("mlp",),
+    norm: Sequence[str] = ("pre",),
 ) -> Any:
     """Returns a PyGlove hyper value over `SequenceModel` specs.
 
     Decisions: the width (one for the model), the depth (``min_layers`` to
-    ``max_layers``) and, independently for each layer, the mixer (with the mixer's
-    own decisions, e.g. its number of heads) and the MLP ratio. The result works
-    with ``pg.dna_spec``, ``pg.random_sample``, ``pg.materialize`` and every
+    ``max_layers``) and, independently for each layer (so stacks can be hybrid),
+    the mixer (with the mixer's own decisions, e.g. its number of heads), the MLP
+    ratio, the channel mixer and the norm placement. A choice with one option is
+    no decision: by default every block is a pre-norm block with a GELU MLP, as
+    before these two choices existed; pass ``channel_mixer=("mlp", "glu")`` and
+    ``norm=("pre", "post")`` to search them. The result works with
+    ``pg.dna_spec``, ``pg.random_sample``, ``pg.materialize`` and every
     ``pg.DNAGenerator``.
 
     Args:
@@ -44,6 +50,8 @@ def memory_space(
       max_len: Longest sequence the models accept. Set it to the task's sequence
         length: the learned position table (``max_len * d_model``) counts as
         parameters.
+      channel_mixer: Channel mixer choices, each ``"mlp"`` or ``"glu"`` (see `Block`).
+      norm: Norm placement choices, each ``"pre"`` or ``"post"`` (see `Block`).
 
     Raises:
       ValueError: if a choice is empty or out of range, or a mixer's head count
@@ -57,6 +65,15 @@ def memory_space(
     d_model, mlp_ratio = list(d_model), list(mlp_ratio)
     if not d_model or not mlp_ratio:
         raise ValueError(f"d_model and mlp_ratio need choices, got {d_model}, {mlp_ratio}")
+    channel_mixer, norm = list(channel_mixer), list(norm)
+    for name, choices, allowed in (
+        ("channel_mixer", channel_mixer, CHANNEL_MIXERS),
+        ("norm", norm, NORMS),
+    ):
+        if not choices or not set(choices) <= set(allowed):
+            raise ValueError(
+                f"{name} choices must be a non-empty subset of {allowed}, got {choices}"
+            )
     mixer_spaces = [_mixer_space(m) for m in (registered_mixers() if mixers is None else mixers)]
     if not mixer_spaces:
         raise ValueError("memory_space needs at least one mixer; none is registered or given")
@@ -67,6 +84,8 @@ def memory_space(
         return Block(
             mixer=_oneof([pg.clone(s, deep=True) for s in mixer_spaces]),
             mlp_ratio=_oneof(mlp_ratio),
+            channel_mixer=_oneof(channel_mixer),
+            norm=_oneof(norm),
         )
 
     depths = [[block() for _ in range(n)] for n in range(min_layers, max_layers + 1)]

@@ -1,4 +1,4 @@
-"""Causal modern Hopfield layer (Ramsauer et al., 2021)."""
+"""Causal modern Hopfield layer, fixed or learned inverse temperature (Ramsauer et al., 2021)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from torch import nn
 from memnas.searchspace.mixers._base import Mixer, register_mixer
 from memnas.searchspace.mixers._heads import merge_heads, split_heads
 
+LEARNED = "learned"
+
 
 @register_mixer
 class HopfieldLayer(Mixer):
-    """Causal modern (continuous) Hopfield layer with a fixed inverse temperature.
+    """Causal modern (continuous) Hopfield layer with a fixed or learned inverse temperature.
 
     Source: Ramsauer et al., "Hopfield Networks is All You Need", ICLR 2021
     (https://arxiv.org/abs/2008.02217). The update rule
@@ -27,44 +29,61 @@ class HopfieldLayer(Mixer):
     stores the patterns ``0..t``), followed by an output projection.
 
     With ``beta = 1/sqrt(d_head)`` one update step is exactly softmax attention
-    (`SoftmaxAttention`) whose value projection is ``W_K W_V``; ``beta`` is a fixed
-    hyperparameter here (a search decision), not learned. Larger ``beta`` makes the
-    retrieval sharper (closer to one stored pattern), smaller ``beta`` averages
-    more patterns (metastable states).
+    (`SoftmaxAttention`) whose value projection is ``W_K W_V``. Larger ``beta``
+    makes the retrieval sharper (closer to one stored pattern), smaller ``beta``
+    averages more patterns (metastable states). ``beta`` is either a fixed
+    hyperparameter (a search decision) or, with ``beta="learned"``, a trained
+    parameter per head initialised at ``1/sqrt(d_head)`` (the paper's Hopfield
+    layers also allow a trainable scaling).
 
     Attributes:
       num_heads: Number of heads; must divide ``d_model``.
-      beta: Inverse temperature of the softmax, > 0.
+      beta: Inverse temperature of the softmax, > 0, or ``"learned"``.
     """
 
     num_heads: int = 1
-    beta: float = 1.0
+    beta: float | str = 1.0
 
     def build(self, d_model: int) -> nn.Module:
         """Returns a `HopfieldModule` of width ``d_model``."""
         self.check(d_model)
-        if not self.beta > 0:
-            raise ValueError(f"HopfieldLayer: beta must be > 0, got {self.beta!r}")
+        if self.beta == LEARNED:
+            return HopfieldModule(d_model, self.num_heads, LEARNED)
+        if isinstance(self.beta, str) or not self.beta > 0:
+            raise ValueError(
+                f"HopfieldLayer: beta must be > 0 or {LEARNED!r}, got {self.beta!r}"
+            )
         return HopfieldModule(d_model, self.num_heads, float(self.beta))
 
     def summary(self) -> str:
-        """E.g. ``"hopfield(h=2,b=0.5)"``."""
-        return f"hopfield(h={self.num_heads},b={self.beta:g})"
+        """E.g. ``"hopfield(h=2,b=0.5)"`` or ``"hopfield(h=2,b=learned)"``."""
+        beta = self.beta if isinstance(self.beta, str) else f"{self.beta:g}"
+        return f"hopfield(h={self.num_heads},b={beta})"
 
     @classmethod
     def space(cls) -> Any:
-        """Heads in {1, 2, 4}; beta in {0.25, 0.5, 1, 2}."""
-        return cls(num_heads=pg.oneof([1, 2, 4]), beta=pg.oneof([0.25, 0.5, 1.0, 2.0]))
+        """Heads in {1, 2, 4}; beta in {0.25, 0.5, 1, 2, "learned"}."""
+        return cls(
+            num_heads=pg.oneof([1, 2, 4]), beta=pg.oneof([0.25, 0.5, 1.0, 2.0, LEARNED])
+        )
 
 
 class HopfieldModule(nn.Module):
-    """(B, T, D) -> (B, T, D) causal multi-head Hopfield retrieval."""
+    """(B, T, D) -> (B, T, D) causal multi-head Hopfield retrieval.
 
-    def __init__(self, d_model: int, num_heads: int, beta: float) -> None:
+    ``beta`` is a float, or ``"learned"``: then ``self.beta`` is a parameter of
+    shape ``(num_heads,)`` initialised at ``1/sqrt(d_head)``.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, beta: float | str) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.beta = beta
         d_head = d_model // num_heads
+        self.beta: float | nn.Parameter
+        if beta == LEARNED:
+            self.beta = nn.Parameter(torch.full((num_heads,), d_head**-0.5))
+        else:
+            self.beta = float(beta)
         self.query = nn.Linear(d_model, d_model, bias=False)  # W_Q (state patterns)
         self.key = nn.Linear(d_model, d_model, bias=False)  # W_K (stored patterns)
         # W_V, per head, applied to the projected stored patterns.
@@ -76,5 +95,9 @@ class HopfieldModule(nn.Module):
         q = split_heads(self.query(x), self.num_heads)
         k = split_heads(self.key(x), self.num_heads)
         v = torch.einsum("bhtd,hde->bhte", k, self.value)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.beta)
+        if isinstance(self.beta, nn.Parameter):
+            q = q * self.beta[:, None, None]
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.beta)
         return self.out(merge_heads(y))
