@@ -21,14 +21,6 @@ from memnas.searchspace import (
 VOCAB = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps a loaded CPU from stalling them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -19,14 +19,6 @@ from memnas.searchspace.mixers.softmax_attention import causal_band_mask
 D_MODEL = 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps a loaded CPU from stalling them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _naive_attention(module: torch.nn.Module, x: torch.Tensor, window: int | None) -> torch.Tensor:
     b, t, d = x.shape

@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from memnas.bench import available
 from memnas.bench import mixers as bench
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps a loaded CPU from stalling them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_quick_run_shape(capsys: pytest.CaptureFixture[str]) -> None:

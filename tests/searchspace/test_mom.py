@@ -14,14 +14,6 @@ D_MODEL = 16
 CONFIGS = list(pg.iter(MixtureOfMemories.space()))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps a loaded CPU from stalling them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _module(config: MixtureOfMemories, seed: int = 0) -> MixtureOfMemoriesModule:
     torch.manual_seed(seed)

@@ -44,15 +44,6 @@ OTHERS = [DeltaNet(num_heads=2, chunk_size=4), DeltaNet(num_heads=1, chunk_size=
 ALL = OTHERS + MIRAS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add overhead (and spin on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _id(spec: Mixer) -> str:
     clip = getattr(spec, "max_grad_norm", None)
     return f"{spec.summary()}-c{spec.chunk_size}" + (f"-clip{clip:g}" if clip else "")
