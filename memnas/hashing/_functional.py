@@ -129,6 +129,8 @@ def _neural_outputs(candidate: Any, probe: Any, train_steps: int, seed: int) -> 
     probe = default_probe(candidate) if probe is None else probe
     state = torch.random.get_rng_state()
     default_dtype = torch.get_default_dtype()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a probe is tiny; threads would only fight the workers
     try:
         torch.manual_seed(seed)
         torch.set_default_dtype(torch.float64)
@@ -148,6 +150,7 @@ def _neural_outputs(candidate: Any, probe: Any, train_steps: int, seed: int) -> 
             out = module(x)
         return out.detach().cpu().numpy()
     finally:
+        torch.set_num_threads(threads)
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(state)
 
