@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 

@@ -17,15 +17,16 @@ def run(quick: bool = False, trials: int | None = None, seed: int = 0) -> dict[s
     time spent evaluating, in the cached run), ``checked`` and ``false_merges`` (hits
     re-evaluated with their source's seed whose metrics differ).
     """
+    import pyglove as pg
+
     import memnas
     from memnas.evaluators import MQAR, TrainEvaluator
     from memnas.measurement import Context
+    from memnas.searchspace import memory_space
     from memnas.store import Store
 
     trials = trials or (40 if quick else 200)
     # Sized so 2 x 200 trials take a few minutes on 2 CPU cores.
-    from memnas.searchspace import memory_space
-
     space = memory_space(vocab_size=64, max_len=16, max_layers=2, d_model=(16, 32))
     evaluator = TrainEvaluator(task=MQAR(vocab_size=64, seq_len=16, num_kv_pairs=4),
                                steps=60 if quick else 120, eval_examples=256)
@@ -63,8 +64,6 @@ def run(quick: bool = False, trials: int | None = None, seed: int = 0) -> dict[s
             for i in sample:
                 row = cached_df.loc[i]
                 source = by_id.loc[int(row["cached_from"])]
-                import pyglove as pg
-
                 cand = pg.from_json_str(rows[i]["candidate"])
                 again = evaluator(cand, Context(seed=int(source["seed"])))
                 checked += 1

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -154,7 +154,3 @@ def _neural_outputs(candidate: Any, probe: Any, train_steps: int, seed: int) -> 
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(state)
 
-
-def hash_many(candidates: Sequence[Any], **kw: Any) -> list[str]:
-    """`functional_hash` of each candidate with the same options."""
-    return [functional_hash(c, **kw) for c in candidates]
