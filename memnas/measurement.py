@@ -75,6 +75,8 @@ class Context:
       budget: Free-form budget, e.g. ``{"steps": 200}``; evaluators read what they know.
       num_cpus: CPUs reserved for the trial (use for ``torch.set_num_threads``).
       num_gpus: GPUs reserved for the trial (fractions allowed).
+      artifact: What the algorithm gave this trial beside its candidate (e.g. a
+        pruning mask and rewind weights), or None; see `memnas.runner.state`.
     """
 
     seed: int = 0
@@ -84,6 +86,7 @@ class Context:
     num_cpus: float = 1
     num_gpus: float = 0
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    artifact: dict[str, Any] | None = None
 
     @property
     def device(self) -> str:

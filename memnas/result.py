@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memnas.errors import ConfigError
 from memnas.pareto import pareto_mask
 from memnas.store import DEFAULT_URL, Store
 
@@ -83,6 +84,18 @@ class Result:
         t = self._store.trial(self.experiment["id"], number)
         return pd.DataFrame(self._store.curve(t["id"]) if t else [],
                             columns=["step", "name", "value"])
+
+    def artifact(self, number: int, kind: str = "output") -> dict[str, Any] | None:
+        """Trial ``number``'s ``output`` (from its evaluator) or ``input`` (from its
+        algorithm) artifact, arrays as numpy; None when it has none.
+
+        Raises:
+          ConfigError: no trial ``number`` in this experiment.
+        """
+        t = self._store.trial(self.experiment["id"], number)
+        if t is None:
+            raise ConfigError(f"experiment {self.name!r} has no trial {number!r}")
+        return self._store.load_artifact(t["id"], kind)
 
     def cache_counters(self) -> dict[str, float]:
         """Equivalence-cache counters: misses (evaluated), hits, attached, seconds saved."""

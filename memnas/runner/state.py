@@ -2,6 +2,19 @@
 
 Every way of running a search (the driver loop over an executor, the Ray Tune searcher)
 goes through this class, so trials are numbered, stored, retried and fed back alike.
+
+The artifact channel: an algorithm that needs more than a reward (IMP needs trained
+weights and gives masks; sharpDARTS gets architecture weights back) defines either or
+both of two optional methods beside the `pg.DNAGenerator` ones:
+
+- ``artifact_for(dna) -> dict | None``: called once per proposal; the payload is stored
+  as the trial's ``input`` artifact and handed to the evaluator as ``ctx.artifact``.
+  A trial with an input artifact bypasses the equivalence cache (its result depends on
+  more than its candidate).
+- ``feedback_artifact(dna, artifact) -> None``: called with the evaluator's
+  ``Measurement.artifact`` (stored as the ``output`` artifact; None if there was none)
+  just before ``feedback(dna, reward)``; on resume, for every finished trial in order,
+  before ``recover(history)``.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ class Pending:
     dna: pg.DNA
     candidate: Any
     launch: bool = True  # False: answered by the equivalence cache, nothing to run
+    artifact: dict[str, Any] | None = None  # the algorithm's input artifact, if any
 
     @property
     def id(self) -> int:
@@ -85,8 +99,11 @@ class SearchState:
         """
         self._refuse_live_driver()
         history, requeue = [], []
+        wants = getattr(self.algorithm, "feedback_artifact", None)
         for t in self.store.trials(self.exp_id):
             dna = dna_from_json(t["dna"], self.spec)
+            if wants is not None and t["status"] in ("completed", "cached"):
+                wants(dna, self._output_artifact(t))
             if t["status"] in ("completed", "cached"):
                 history.append((dna, reward_of(values_of(t), self.exp.objectives, self.multi)))
                 self._count(t)
@@ -135,7 +152,10 @@ class SearchState:
             return None
         candidate = pg.materialize(self.exp.space, dna)
         sym = symbolic_hash(candidate)
-        kind, found, fn = self.cache.lookup(candidate, sym) if self.cache else ("miss", None, None)
+        give = getattr(self.algorithm, "artifact_for", None)
+        payload = give(dna) if give is not None else None
+        kind, found, fn = self.cache.lookup(candidate, sym) \
+            if self.cache and payload is None else ("miss", None, None)
         fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
                       candidate=canonical_json(candidate, normalise=False),
                       summary=summary_of(candidate), sym_hash=sym, fn_hash=fn)
@@ -144,7 +164,10 @@ class SearchState:
         trial_id, number = self.store.add_trial(self.exp_id, **fields)
         seed = trial_seed(self.exp.seed, number)
         pending = Pending({**fields, "id": trial_id, "number": number, "seed": seed,
-                           "attempt": 1}, dna, candidate)
+                           "attempt": 1}, dna, candidate, artifact=payload)
+        if payload is not None:
+            self.store.save_artifact(trial_id, "input", payload)
+            return pending
         if kind == "hit":
             pending.launch = False
             self.finish(pending, EquivalenceCache.hit_outcome(found))
@@ -170,8 +193,9 @@ class SearchState:
         self.store.clear_curve(trial["id"])
         self.store.update_trial(trial["id"], cached_from=None, cache_kind=None)
         dna = dna_from_json(trial["dna"], self.spec)
-        pending = Pending(trial, dna, pg.materialize(self.exp.space, dna))
-        if self.cache:
+        pending = Pending(trial, dna, pg.materialize(self.exp.space, dna),
+                          artifact=self.store.load_artifact(trial["id"], "input"))
+        if self.cache and pending.artifact is None:
             self.cache.launched(pending)
         return pending
 
@@ -182,7 +206,7 @@ class SearchState:
                                 attempt=t["attempt"], heartbeat_at=utcnow())
         return Context(seed=t["seed"], trial=t["number"], experiment=self.exp.name,
                        budget=dict(self.exp.budget), num_cpus=self.exp.resources["num_cpus"],
-                       num_gpus=self.exp.resources["num_gpus"])
+                       num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact)
 
     def lost(self, pending: Pending, reason: str) -> dict[str, Any]:
         """Records that a trial's worker died; returns the row to requeue (attempts permitting)."""
@@ -208,6 +232,8 @@ class SearchState:
             metrics=outcome["metrics"], costs=outcome["costs"], error=outcome.get("error"),
             node=outcome.get("node"), wall_time=outcome.get("wall_time"), finished_at=utcnow(),
             **extra)
+        if outcome["status"] == "completed" and outcome.get("artifact") is not None:
+            self.store.save_artifact(trial["id"], "output", outcome["artifact"])
         self._count({"status": outcome["status"], **outcome})
         waiters = self.cache.settled(pending) if (self.cache and pending) else []
         if outcome["status"] in ("completed", "cached"):
@@ -218,12 +244,23 @@ class SearchState:
                     f"objective {missing[0]!r} is not among the metrics the evaluator returned: "
                     f"{', '.join(sorted(values)) or '(none)'}")
             if pending is not None:
+                wants = getattr(self.algorithm, "feedback_artifact", None)
+                if wants is not None:
+                    wants(pending.dna, outcome["artifact"] if outcome.get("artifact") is not None
+                          else self._output_artifact({**trial, **extra}))
                 self.algorithm.feedback(pending.dna,
                                         reward_of(values, self.exp.objectives, self.multi))
         for waiter in waiters:
             self.finish(waiter, EquivalenceCache.twin_outcome(pending, outcome))
         self.show()
         return outcome["status"]
+
+    def _output_artifact(self, trial: dict[str, Any]) -> dict[str, Any] | None:
+        """A finished trial's output artifact, or its cache source's for a cached trial."""
+        found = self.store.load_artifact(trial["id"], "output")
+        if found is None and trial.get("cached_from"):
+            found = self.store.load_artifact(trial["cached_from"], "output")
+        return found
 
     def heartbeat(self, pendings: Iterable[Pending]) -> None:
         """Marks this driver and the given running trials alive."""

@@ -17,6 +17,7 @@ Resuming goes through the store (run the experiment again), not ``Tuner.restore`
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -37,6 +38,7 @@ from memnas.errors import ConfigError
 from memnas.measurement import Context
 from memnas.runner._records import failure
 from memnas.runner._trial import node_name, run_trial
+from memnas.store import _artifacts
 
 if TYPE_CHECKING:  # workers import this module for the trainable: keep the store out
     from memnas.runner.state import Pending, SearchState
@@ -105,12 +107,21 @@ def _trainable(config: dict[str, Any], evaluator: Callable[..., Any]) -> None:
     fields = {f.name: getattr(spec.ctx, f.name) for f in dataclasses.fields(Context)}
     ctx = _TuneContext(**{**fields, "curve": []})
     outcome = run_trial(evaluator, spec.candidate, ctx)
+    if outcome.get("artifact") is not None:  # arrays cross Tune's JSON results as .npz bytes
+        outcome["artifact"] = base64.b64encode(_artifacts.encode(outcome["artifact"])).decode()
     final = {k: v for k, v in {**outcome["costs"], **outcome["metrics"]}.items() if _is_shown(k)}
     tune.report({**final, _DONE: 1,
                  _OUTCOME: json.dumps(outcome, default=lambda v: repr(v)[:1000])})
 
 
 # -- the driver side --------------------------------------------------------------------
+def _outcome_of(result: dict[str, Any]) -> dict[str, Any]:
+    outcome = json.loads(result[_OUTCOME])
+    if outcome.get("artifact") is not None:
+        outcome["artifact"] = _artifacts.decode(base64.b64decode(outcome["artifact"]))
+    return outcome
+
+
 @dataclasses.dataclass
 class _Live:
     """A trial Tune is running: its pending row and what it has reported so far."""
@@ -209,7 +220,7 @@ class MemnasSearcher(Searcher):
             return
         try:
             if result.get(_DONE):
-                state.finish(live.pending, json.loads(result[_OUTCOME]))
+                state.finish(live.pending, _outcome_of(result))
             elif result.get("training_iteration", 0) > live.seen:
                 # Stopped on a result the scheduler (or the time limit) saw just now.
                 self.reported |= live.add(result)

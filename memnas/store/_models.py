@@ -1,11 +1,12 @@
-"""SQLAlchemy 2 typed ORM models of the store: experiments, trials, curve points."""
+"""SQLAlchemy 2 typed ORM models of the store: experiments, trials, curve points, artifacts."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA_VERSION = 1
@@ -90,3 +91,24 @@ class CurvePointRow(Base):
     step: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Float)
+
+
+class ArtifactRow(Base):
+    """A trial's artifact: ``input`` (from the algorithm) or ``output`` (from the evaluator).
+
+    The payload is stored by value as `.npz` bytes (arrays) with JSON for the rest, never
+    pickled. Added after schema version 1 was fixed: it is additive, so stores written
+    before it gain the table when opened for writing.
+    """
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("trial_id", "kind", name="uq_artifact_trial_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    keys: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[_dt.datetime] = mapped_column(default=_now)

@@ -14,9 +14,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from memnas.errors import StoreError
+from memnas.store import _artifacts
 from memnas.store._models import (
     SCHEMA_VERSION,
     Base,
+    ArtifactRow,
     CurvePointRow,
     ExperimentRow,
     TrialRow,
@@ -123,6 +125,7 @@ class Store:
             if read_only:
                 raise StoreError(f"store {self.shown_url!r} is not a memnas store (no memnas tables)")
             Base.metadata.create_all(self.engine)
+            self._has_artifacts = True
             with self._session.begin() as s:
                 if s.get(VersionInfo, 1) is None:
                     s.add(VersionInfo(id=1, schema_version=SCHEMA_VERSION,
@@ -135,6 +138,9 @@ class Store:
             raise StoreError(f"store {self.shown_url!r} has schema version {found}, this memnas "
                              f"({__version__}) reads version {SCHEMA_VERSION}; use a matching "
                              "memnas or a new store URL")
+        if not read_only and "artifacts" not in tables:  # additive table, see ArtifactRow
+            Base.metadata.create_all(self.engine, tables=[ArtifactRow.__table__])
+        self._has_artifacts = read_only is False or "artifacts" in tables
 
     def session(self) -> Session:
         """A new ORM session (for advanced queries)."""
@@ -313,6 +319,49 @@ class Store:
              .order_by(CurvePointRow.step, CurvePointRow.name))
         with self._session() as s:
             return [{"step": a, "name": b, "value": c} for a, b, c in s.execute(q)]
+
+    # ---- artifacts ---------------------------------------------------------------
+    def save_artifact(self, trial_id: int, kind: str, payload: dict[str, Any]) -> None:
+        """Stores a trial's ``input`` or ``output`` artifact, replacing one of that kind.
+
+        Args:
+          trial_id: the trial's id.
+          kind: ``"input"`` (what the algorithm gave the evaluator) or ``"output"``
+            (what the evaluator returned in ``Measurement.artifact``).
+          payload: a mapping whose leaves are arrays (numpy or torch) or JSON-able values.
+
+        Raises:
+          ValueError: ``kind`` is not input/output.
+          TypeError: the payload holds something that is neither an array nor JSON-able.
+        """
+        if kind not in ("input", "output"):
+            raise ValueError(f"artifact kind must be 'input' or 'output', got {kind!r}")
+        data = _artifacts.encode(payload)
+        row = ArtifactRow(trial_id=trial_id, kind=kind, keys=_artifacts.describe(payload),
+                          size=len(data), sha256=_artifacts.digest(data), data=data)
+        with self._session.begin() as s:
+            s.execute(sa.delete(ArtifactRow).where(ArtifactRow.trial_id == trial_id,
+                                                   ArtifactRow.kind == kind))
+            s.add(row)
+
+    def load_artifact(self, trial_id: int, kind: str = "output") -> dict[str, Any] | None:
+        """A trial's artifact of ``kind`` as saved (arrays come back as numpy), or None."""
+        if not self._has_artifacts:
+            return None
+        with self._session() as s:
+            data = s.scalar(select(ArtifactRow.data).where(ArtifactRow.trial_id == trial_id,
+                                                           ArtifactRow.kind == kind))
+        return None if data is None else _artifacts.decode(data)
+
+    def artifacts(self, trial_id: int) -> list[dict[str, Any]]:
+        """What artifacts a trial has: kind, keys (name -> dtype[shape]), size, sha256."""
+        if not self._has_artifacts:
+            return []
+        q = (select(ArtifactRow.kind, ArtifactRow.keys, ArtifactRow.size, ArtifactRow.sha256)
+             .where(ArtifactRow.trial_id == trial_id).order_by(ArtifactRow.kind))
+        with self._session() as s:
+            return [{"kind": k, "keys": keys, "size": n, "sha256": h}
+                    for k, keys, n, h in s.execute(q)]
 
     def close(self) -> None:
         """Releases the store's connections."""
