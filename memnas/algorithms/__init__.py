@@ -9,7 +9,7 @@ import pyglove as pg
 from memnas.errors import ConfigError
 
 __all__ = ["ALGORITHMS", "make_algorithm", "random_search", "regularized_evolution", "nsga2",
-           "register_algorithm"]
+           "register_algorithm", "MCTS", "mcts", "OptunaSampler"]
 
 ALGORITHMS: dict[str, Callable[..., pg.geno.DNAGenerator]] = {}
 
@@ -76,3 +76,8 @@ def make_algorithm(algorithm: Any, seed: int | None = None,
         return algorithm.clone(deep=True)
     raise ConfigError(f"algorithm must be a name in {sorted(ALGORITHMS)} or a "
                       f"pg.geno.DNAGenerator, got {type(algorithm).__name__}: {algorithm!r:.80}")
+
+
+# Registration on import; these modules need register_algorithm, defined above.
+from memnas.algorithms.mcts import MCTS, mcts  # noqa: E402
+from memnas.algorithms.optuna_sampler import OptunaSampler  # noqa: E402
