@@ -39,7 +39,7 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
                     if pending is None:         # out of attempts: stored as failed
                         continue
                 elif exhausted or (pending := state.propose()) is None:
-                    exhausted = True
+                    exhausted = not (in_flight and state.algorithm_waiting)
                     break
                 if not pending.launch:          # the equivalence cache answered it
                     continue

@@ -15,6 +15,11 @@ both of two optional methods beside the `pg.DNAGenerator` ones:
   ``Measurement.artifact`` (stored as the ``output`` artifact; None if there was none)
   just before ``feedback(dna, reward)``; on resume, for every finished trial in order,
   before ``recover(history)``.
+
+An algorithm that sometimes has nothing to propose until a running trial reports back
+(sharpDARTS derives its architecture from the supernet trial's output) raises
+``StopIteration`` from ``propose`` while its attribute ``waiting`` is true: the driver
+then waits for a running trial instead of ending the search.
 """
 
 from __future__ import annotations
@@ -149,7 +154,7 @@ class SearchState:
         try:
             dna = self.algorithm.propose()
         except StopIteration:
-            return None
+            return None  # see `waiting` for "nothing until a running trial reports back"
         candidate = pg.materialize(self.exp.space, dna)
         sym = symbolic_hash(candidate)
         give = getattr(self.algorithm, "artifact_for", None)
@@ -177,6 +182,11 @@ class SearchState:
         elif self.cache:
             self.cache.launched(pending)
         return pending
+
+    @property
+    def algorithm_waiting(self) -> bool:
+        """True when the algorithm proposes nothing until a running trial reports back."""
+        return bool(getattr(self.algorithm, "waiting", False))
 
     @property
     def num_waiting(self) -> int:

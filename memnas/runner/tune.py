@@ -277,7 +277,7 @@ class MemnasSearcher(Searcher):
                 return None
             pending = state.propose()
             if pending is None:
-                self._exhausted = True
+                self._exhausted = not (self._live and state.algorithm_waiting)
                 return None
             if pending.launch:
                 return pending

@@ -266,12 +266,18 @@ class Store:
     def evaluations(self, fingerprint: str, sym_hash: str,
                     fn_hash: str | None = None) -> list[dict[str, Any]]:
         """Completed, really evaluated trials (any experiment) under an evaluator fingerprint
-        whose symbolic or functional hash matches: the equivalence cache's lookup."""
+        whose symbolic or functional hash matches: the equivalence cache's lookup.
+
+        Trials run with an input artifact are left out: their result depends on more
+        than their candidate (e.g. a sharpDARTS supernet run, an IMP round)."""
         match = TrialRow.sym_hash == sym_hash
         if fn_hash:
             match = sa.or_(match, TrialRow.fn_hash == fn_hash)
+        with_input = sa.exists().where(ArtifactRow.trial_id == TrialRow.id,
+                                       ArtifactRow.kind == "input")
         q = (select(TrialRow).join(ExperimentRow, ExperimentRow.id == TrialRow.experiment_id)
-             .where(ExperimentRow.fingerprint == fingerprint, TrialRow.status == "completed", match)
+             .where(ExperimentRow.fingerprint == fingerprint, TrialRow.status == "completed", match,
+                    ~with_input)
              .order_by(TrialRow.id))
         with self._session() as s:
             return [_row_dict(r) for r in s.scalars(q)]
