@@ -7,19 +7,23 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from memnas.dashboard import ENV_VAR
+from memnas.dashboard import ENV_VAR, _sql
 from memnas.errors import StoreError
 from memnas.store import DEFAULT_URL, Store
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPERIMENTS_PAGE = os.path.join(HERE, "views", "experiments.py")
 EXPERIMENT_PAGE = os.path.join(HERE, "views", "experiment.py")
+TRIAL_PAGE = os.path.join(HERE, "views", "trial.py")
+COMPARE_PAGE = os.path.join(HERE, "views", "compare.py")
 
 QUERY_PARAM = "experiment"
+TRIAL_PARAM = "trial"
 SELECT_KEY = "memnas_experiment"
 GOTO_KEY = "memnas_goto_experiment"
 LIVE_KEY = "memnas_live"
 READ_TTL_S = 3
+FRAME_TTL_S = 600
 LIVE_EVERY_S = 5
 
 
@@ -80,6 +84,70 @@ def load_curve(url: str, trial_id: int) -> list[dict[str, Any]]:
     return get_store(url).curve(trial_id)
 
 
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_stamp(url: str, exp_id: int) -> tuple:
+    """`memnas.dashboard._sql.stamp`: changes whenever the experiment's trials do."""
+    return _sql.stamp(get_store(url).engine, exp_id)
+
+
+@st.cache_resource(ttl=FRAME_TTL_S, max_entries=6, show_spinner=False)
+def _frame(url: str, exp_id: int, objectives: tuple, stamp: tuple) -> Any:
+    # A resource, not cache_data: a 100k-row frame is shared, never copied per rerun.
+    return _sql.trials_frame(get_store(url).engine, exp_id, dict(objectives))
+
+
+def load_frame(url: str, exp_id: int, objectives: dict[str, str]) -> Any:
+    """The experiment's trials table (`_sql.trials_frame`), reread only when they change.
+
+    Treat it as read-only: it is shared between sessions.
+    """
+    return _frame(url, exp_id, tuple(objectives.items()), load_stamp(url, exp_id))
+
+
+@st.cache_data(ttl=FRAME_TTL_S, max_entries=20, show_spinner=False)
+def _decision_keys(url: str, exp_id: int, stamp: tuple) -> list[str]:
+    return _sql.decision_keys(get_store(url).engine, exp_id)
+
+
+def load_decision_keys(url: str, exp_id: int) -> list[str]:
+    """The experiment's decision names, most frequent first (`_sql.decision_keys`)."""
+    return _decision_keys(url, exp_id, load_stamp(url, exp_id))
+
+
+@st.cache_resource(ttl=FRAME_TTL_S, max_entries=12, show_spinner=False)
+def _decisions(url: str, exp_id: int, names: tuple, every: int, stamp: tuple) -> Any:
+    return _sql.decisions_frame(get_store(url).engine, exp_id, names, every)
+
+
+def load_decisions(url: str, exp_id: int, names: list[str], every: int = 1) -> Any:
+    """Some decisions of the experiment's trials (`_sql.decisions_frame`), reread only
+    when trials change."""
+    return _decisions(url, exp_id, tuple(names), every, load_stamp(url, exp_id))
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_summary(url: str) -> tuple[dict, dict]:
+    """Running times and best values of every experiment, for the experiments table."""
+    store = get_store(url)
+    times = _sql.experiment_times(store.engine)
+    bests = {e["id"]: _sql.best_values(store.engine, e["id"], e.get("objectives") or {})
+             for e in load_experiments(url)}
+    return times, bests
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_trial(url: str, exp_id: int | None, number: int | None,
+               trial_id: int | None = None) -> dict[str, Any] | None:
+    """One full trial row (`_sql.trial_row`), cached for a few seconds."""
+    return _sql.trial_row(get_store(url).engine, exp_id, number, trial_id)
+
+
+def load_artifacts(url: str, trial_id: int) -> list[Any] | None:
+    """``Store.artifacts(trial_id)`` where this memnas's store has it, else None."""
+    fn = getattr(get_store(url), "artifacts", None)
+    return None if fn is None else list(fn(trial_id) or [])
+
+
 def guarded(fn: Callable[..., Any], url: str, *args: Any) -> tuple[bool, Any]:
     """Calls ``fn(url, *args)``; on an error shows it in one line and returns (False, None)."""
     try:
@@ -131,9 +199,9 @@ def live(body: Callable[[], None]) -> None:
 
 
 def _refresh() -> None:
-    load_experiments.clear()
-    load_trials.clear()
-    load_curve.clear()
+    for fn in (load_experiments, load_trials, load_curve, load_stamp, load_summary,
+               load_trial, load_cache_counters):
+        fn.clear()
 
 
 def main() -> None:
@@ -142,7 +210,11 @@ def main() -> None:
     pages = [st.Page(EXPERIMENTS_PAGE, title="Experiments", icon=":material/table_rows:",
                      url_path="experiments", default=True),
              st.Page(EXPERIMENT_PAGE, title="Experiment", icon=":material/insights:",
-                     url_path="experiment")]
+                     url_path="experiment"),
+             st.Page(TRIAL_PAGE, title="Trial", icon=":material/account_tree:",
+                     url_path="trial"),
+             st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:",
+                     url_path="compare")]
     current = st.navigation(pages)
     url = store_url()
     st.sidebar.caption(f"Store: `{display_url(url)}` (read-only)")
@@ -152,7 +224,8 @@ def main() -> None:
     experiment_selector([e["name"] for e in rows])
     st.sidebar.toggle(f"Live update (every {LIVE_EVERY_S} s)", key=LIVE_KEY)
     st.sidebar.button("Refresh now", on_click=_refresh, icon=":material/refresh:")
-    if st.session_state.pop(GOTO_KEY, False) and current.url_path != "experiment":
+    if st.session_state.pop(GOTO_KEY, False) and current.url_path not in ("experiment",
+                                                                          "trial"):
         st.switch_page(EXPERIMENT_PAGE,
                        query_params={QUERY_PARAM: st.session_state[SELECT_KEY]})
     current.run()

@@ -197,13 +197,15 @@ def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFram
     Returns:
       One row per finished trial with the value, ordered by number: columns
       ``number``, ``value``, ``best`` (best of this and earlier trials) and
-      ``improved`` (this trial set a new best).
+      ``improved`` (this trial set a new best); ``finished_at`` too when ``df`` has it.
     """
     if direction not in ("max", "min"):
         raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
     done = _finished(df, [objective]).sort_values("number", kind="stable")
     out = pd.DataFrame({"number": done["number"].to_numpy(dtype=int),
                         "value": done[objective].to_numpy(dtype=float)})
+    if "finished_at" in done.columns:
+        out["finished_at"] = pd.to_datetime(done["finished_at"]).to_numpy()
     best = out["value"].cummax() if direction == "max" else out["value"].cummin()
     out["best"] = best
     out["improved"] = best.ne(best.shift()).to_numpy(dtype=bool) if len(out) else []
@@ -225,7 +227,8 @@ def hover_text(row: Mapping[str, Any], names: Sequence[str], width: int = 70) ->
 
 
 def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
-                hover_names: Sequence[str] | None = None) -> ParetoInfo:
+                hover_names: Sequence[str] | None = None, color: str | None = None,
+                max_points: int | None = None, seed: int = 0) -> ParetoInfo:
     """The points and non-dominated front of finished trials on two values.
 
     Args:
@@ -234,30 +237,51 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
       y: value on the y axis.
       directions: direction ("max"/"min") of at least ``x`` and ``y``.
       hover_names: values listed in the hover text (default ``x`` and ``y``).
+      color: a third value, kept as column ``color`` of the points (None: no colour).
+      max_points: keep every front point but at most this many points in all,
+        dropping a uniform random sample of dominated ones (None: keep all).
+      seed: seed of that sample.
 
     Returns:
-      A `ParetoInfo`; the front flags are `memnas.pareto.pareto_mask` of the points.
+      A `ParetoInfo`; the front flags are `memnas.pareto.pareto_mask` of all points
+      (O(n log n)), computed before any point is dropped. ``points.attrs["total"]`` is
+      the number of finished trials before dropping.
     """
     for n in (x, y):
         if directions.get(n) not in ("max", "min"):
             raise ValueError(f"direction of {n!r} must be 'max' or 'min', "
                              f"got {directions.get(n)!r}")
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be at least 1 or None, got {max_points!r}")
     names = list(dict.fromkeys([x, y, *(hover_names or [])]))
     done = _finished(df, [x, y])
+    values = done[[x, y]].to_numpy(dtype=float)
+    mask = pareto_mask(values, [directions[x], directions[y]]) if len(done) else \
+        np.zeros(0, dtype=bool)
+    keep = np.ones(len(done), dtype=bool)
+    if max_points is not None and len(done) > max_points:
+        rest = np.nonzero(~mask)[0]
+        room = max(max_points - int(mask.sum()), 0)
+        chosen = np.random.default_rng(seed).choice(rest, size=min(room, rest.size),
+                                                    replace=False)
+        keep = mask.copy()
+        keep[chosen] = True
+    kept = done[keep]
     points = pd.DataFrame({
-        "number": done["number"].to_numpy(dtype=int),
-        "summary": done["summary"].astype(str).to_numpy(),
-        "x": done[x].to_numpy(dtype=float),
-        "y": done[y].to_numpy(dtype=float),
+        "number": kept["number"].to_numpy(dtype=int),
+        "summary": kept["summary"].astype(str).to_numpy(),
+        "x": values[keep, 0],
+        "y": values[keep, 1],
+        "on_front": mask[keep],
     })
-    if len(points):
-        mask = pareto_mask(points[["x", "y"]].to_numpy(dtype=float),
-                           [directions[x], directions[y]])
-    else:
-        mask = np.zeros(0, dtype=bool)
-    points["on_front"] = mask
-    points["hover"] = [hover_text(r, [n for n in names if n in done.columns])
-                       for r in done.to_dict("records")]
+    if color is not None:
+        points["color"] = kept[color].to_numpy(dtype=float) if color in kept.columns \
+            else np.nan
+    points["hover"] = [hover_text(r, [n for n in names if n in kept.columns])
+                       for r in kept[["number", "summary",
+                                      *[n for n in names if n in kept.columns]]]
+                       .to_dict("records")]
+    points.attrs["total"] = int(len(done))
     front = points[points["on_front"]].sort_values(["x", "y"], kind="stable")
     return ParetoInfo(x=x, y=y, x_direction=directions[x], y_direction=directions[y],
                       points=points, front=front.reset_index(drop=True))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard_helpers import TWO, fill_store
+from dashboard_helpers import TWO, fill_more, fill_store
 from memnas.store import Store
 
 
 @pytest.fixture(scope="session")
 def dashboard_store(tmp_path_factory) -> str:
-    """URL of a store with a two-objective, a single-objective and an all-failed experiment."""
+    """URL of a store with a two-objective, a single-objective, an all-failed, a
+    memory-space and a cache-hitting experiment."""
     url = f"sqlite:///{tmp_path_factory.mktemp('dashboard')}/store.db"
     fill_store(url)
+    fill_more(url)
     return url
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard_helpers import FAILED, SINGLE, TWO
+from dashboard_helpers import CACHED, FAILED, MEMORY, SINGLE, TWO
 from memnas.dashboard import ENV_VAR, app_path
 
 EXPERIMENT_PAGE = "views/experiment.py"
@@ -37,10 +37,13 @@ def test_experiments_page_lists_experiments(monkeypatch, dashboard_store):
     assert not at.exception
     assert at.title[0].value == "Experiments"
     table = at.dataframe[0].value.set_index("name")
-    assert set(table.index) == {TWO, SINGLE, FAILED}
-    assert 0.5 < table.loc[TWO, "best"] <= 1.0
+    assert set(table.index) == {TWO, SINGLE, FAILED, MEMORY, CACHED}
+    assert 0.5 < table.loc[TWO, "best accuracy"] <= 1.0
+    assert table.loc[TWO, "best params"] in (10.0, 20.0, 30.0)
+    assert table.loc[TWO, "running time (s)"] >= 0
     assert table.loc[FAILED, "failed"] == 2
-    assert at.sidebar.selectbox[0].options == [FAILED, SINGLE, TWO]  # newest first
+    assert table.loc[CACHED, "cached"] == 4
+    assert at.sidebar.selectbox[0].options == [CACHED, MEMORY, FAILED, SINGLE, TWO]  # newest first
 
 
 def test_two_objective_experiment_page(monkeypatch, dashboard_store):
@@ -75,19 +78,6 @@ def test_pareto_axes_can_be_changed(monkeypatch, dashboard_store):
     assert "Pareto front: loss (↑ max) vs params (↓ min)" in _chart_titles(at)
     at.selectbox(key=f"memnas_pareto_y_{exp_id}").select("loss").run()
     assert "different values" in _texts(at.warning)
-
-
-def test_trial_details_show_error_and_curve(monkeypatch, dashboard_store):
-    at = _open(_app(monkeypatch, dashboard_store), TWO)
-    trials = at.dataframe[0].value
-    failed = int(trials[trials["status"] == "failed"]["number"].iloc[0])
-    done = int(trials[trials["status"] == "completed"]["number"].iloc[0])
-    exp_id = _exp_id(at, TWO)
-    at.selectbox(key=f"memnas_trial_{exp_id}").select(failed).run()
-    assert not at.exception
-    assert "Traceback" in _texts(at.code)
-    at.selectbox(key=f"memnas_trial_{exp_id}").select(done).run()
-    assert f"trial {done} curve" in _chart_titles(at)
 
 
 def test_single_objective_experiment_has_no_pareto_chart(monkeypatch, dashboard_store):

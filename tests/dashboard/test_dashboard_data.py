@@ -99,7 +99,7 @@ def test_experiments_frame_counts_and_best(dashboard_store):
     store.close()
     df = data.experiments_frame(rows, {TWO: 0.9})
     by_name = df.set_index("name")
-    assert set(by_name.index) == {TWO, SINGLE, FAILED}
+    assert set(by_name.index) >= {TWO, SINGLE, FAILED}
     two = by_name.loc[TWO]
     assert two["trials"] == 12 and two["done"] + two["failed"] == 12 and two["failed"] >= 1
     assert two["algorithm"] == "random" and two["objectives"] == "accuracy (max), params (min)"

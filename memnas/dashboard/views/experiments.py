@@ -1,5 +1,5 @@
 """Dashboard page: the table of experiments in the store."""
 
-from memnas.dashboard._pages import experiments_page
+from memnas.dashboard._page_experiments import experiments_page
 
 experiments_page()

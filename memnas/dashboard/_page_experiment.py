@@ -1,0 +1,273 @@
+"""The Experiment page: progress, Pareto front, hypervolume, decisions, cache, trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from memnas.dashboard import _ui, analysis, data, plots
+
+MAX_SCATTER = 5000
+"""Points drawn in a Pareto scatter: the whole front plus a sample of dominated trials."""
+PAGE_SIZES = (25, 50, 100, 500)
+BOX_ROWS = 20000
+"""Trials whose decisions feed the box plots (every k-th trial beyond that)."""
+PARALLEL_ROWS = 3000
+"""Trials drawn in the parallel-coordinates plot (every k-th trial beyond that)."""
+
+
+def current_experiment() -> dict[str, Any] | None:
+    """The experiment named by ``?experiment=`` or the sidebar; None after saying why."""
+    rows = _ui.experiments()
+    if rows is None:
+        return None
+    by_name = {e["name"]: e for e in rows}
+    wanted = st.query_params.get(_ui.QUERY_PARAM)
+    if wanted is not None and wanted not in by_name:
+        listed = ", ".join(repr(n) for n in list(by_name)[:10]) or "none"
+        st.error(f"no experiment named {wanted!r} in the store (found: {listed})")
+        return None
+    name = _ui.selected_experiment()
+    if name is None or name not in by_name:
+        st.info("No experiments in this store yet.")
+        return None
+    if wanted != name:
+        st.query_params[_ui.QUERY_PARAM] = name  # the URL names what is shown
+    return by_name[name]
+
+
+def experiment_page() -> None:
+    """Progress of the experiment chosen in the sidebar (or by ``?experiment=NAME``)."""
+    exp = current_experiment()
+    if exp is None:
+        st.title("Experiment")
+        return
+    st.title(exp["name"])
+    _ui.live(lambda: _body(exp["name"], exp["id"]))
+
+
+def _body(name: str, exp_id: int) -> None:
+    url = _ui.store_url()
+    rows = _ui.experiments()
+    exp = next((e for e in rows or [] if e["id"] == exp_id), None)
+    if exp is None:
+        if rows is not None:
+            st.error(f"experiment {name!r} is no longer in the store")
+        return
+    objectives: dict[str, str] = dict(exp.get("objectives") or {})
+    st.caption(" · ".join([
+        f"status **{exp.get('status', '')}**",
+        f"algorithm `{data.algorithm_label(exp.get('algorithm'))}`",
+        f"objectives {data.objectives_label(objectives)}",
+        f"created {data.format_time(exp.get('created_at'))} UTC",
+        f"updated {data.format_time(exp.get('updated_at'))} UTC"]))
+    ok, df = _ui.guarded(_ui.load_frame, url, exp_id, objectives)
+    if not ok:
+        return
+    counts = data.counts_of(exp.get("counts") or {})
+    ok, cache = _ui.guarded(_ui.load_cache_counters, url, exp_id)
+    _counts_row(counts, df, objectives, cache if ok else None)
+    if ok:
+        st.caption(data.cache_label(cache))
+    if not (df["status"].isin(data.DONE_STATUSES)).any():
+        st.info("No completed trials yet: charts appear when the first trial finishes.")
+    else:
+        _best_so_far_section(df, objectives, exp_id)
+        _pareto_section(df, objectives, exp_id, name)
+    _trials_section(df, exp_id, name)
+    if (df["status"].isin(data.DONE_STATUSES)).any():
+        _decisions_section(df, objectives, exp_id, url)
+
+
+def _counts_row(counts: data.Counts, df: Any, objectives: dict[str, str],
+                cache: dict[str, float] | None) -> None:
+    cols = st.columns(7 + min(len(objectives), 2))
+    rate = analysis.cache_rate(cache) if cache else None
+    for col, (label, value) in zip(cols, [
+            ("trials", counts.total), ("completed", counts.completed), ("cached", counts.cached),
+            ("failed", counts.failed), ("running", counts.running), ("pending", counts.pending),
+            ("cache hit rate", "–" if rate is None else f"{100 * rate:.0f}%")]):
+        col.metric(label, value)
+    for col, (obj, direction) in zip(cols[7:], objectives.items()):
+        best = data.best_value(df, obj, direction)
+        col.metric(f"best {obj} ({direction})", "–" if best is None else f"{best:.4g}")
+
+
+def _over(exp_id: int) -> str:
+    choice = st.radio("x axis", ["trial number", "time"], horizontal=True,
+                      key=f"memnas_over_{exp_id}", label_visibility="collapsed")
+    return "number" if choice == "trial number" else "finished_at"
+
+
+def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int) -> None:
+    items = list(objectives.items())
+    if not items:
+        return
+    st.subheader("Best so far")
+    over = _over(exp_id)
+    cols = st.columns(min(len(items), 2))
+    for i, (obj, direction) in enumerate(items):
+        with cols[i % len(cols)]:
+            series = data.best_so_far(df, obj, direction)
+            if series.empty:
+                st.info(f"No finished trial reported {obj!r} yet.")
+            else:
+                st.plotly_chart(plots.plot_best_so_far(series, obj, direction, over=over),
+                                key=f"memnas_best_{obj}", width="stretch")
+
+
+def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str) -> None:
+    st.subheader("Pareto front")
+    if len(objectives) < 2:
+        st.info(f"Single-objective experiment ({data.objectives_label(objectives)}): "
+                "there is no Pareto front to show.")
+        return
+    names = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
+             data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
+    costs = {c for c in names if c not in objectives and c in _cost_columns(df, objectives)}
+    directions = {n: data.direction_of(n, objectives, costs) for n in names}
+    label = lambda n: f"{n} ({directions[n]})"  # noqa: E731
+    c1, c2, c3 = st.columns(3)
+    x = c1.selectbox("x axis", names, index=0, format_func=label,
+                     key=f"memnas_pareto_x_{exp_id}")
+    y = c2.selectbox("y axis", names, index=1, format_func=label,
+                     key=f"memnas_pareto_y_{exp_id}")
+    color = c3.selectbox("colour", ["(none)", *names], index=0,
+                         key=f"memnas_pareto_c_{exp_id}")
+    color = None if color == "(none)" else color
+    if x == y:
+        st.warning("Choose two different values for the axes.")
+        return
+    info = data.pareto_info(df, x, y, directions, hover_names=names, color=color,
+                            max_points=MAX_SCATTER)
+    if info.points.empty:
+        st.info(f"No finished trial has both {x!r} and {y!r}.")
+        return
+    event = st.plotly_chart(plots.plot_pareto(info, color=color), key="memnas_pareto",
+                            width="stretch", on_select="rerun", selection_mode="points")
+    total = info.points.attrs.get("total", len(info.points))
+    shown = "" if total == len(info.points) else \
+        f" Showing all front points and {len(info.points) - len(info.front)} of " \
+        f"{total - len(info.front)} dominated ones (uniform sample)."
+    st.caption(f"{len(info.front)} of {total} finished trials are on the front.{shown} "
+               "Click a point to select its trial.")
+    picked = _picked_numbers(event)
+    if picked:
+        number = picked[0]
+        row = df[df["number"] == number]
+        if len(row):
+            r = row.iloc[0]
+            st.markdown(f"**Selected trial {number}** · {r['status']} · `{r['summary']}` · "
+                        f"{x} = {r[x]:.6g}, {y} = {r[y]:.6g}")
+            st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
+                         icon=":material/account_tree:",
+                         query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})
+    hv = analysis.hypervolume_over_time(df, x, y, directions)
+    if len(hv):
+        st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=_over_key(exp_id)),
+                        key="memnas_hypervolume", width="stretch")
+        ref = analysis.reference_point(df, x, y, directions)
+        st.caption(f"Reference point ({x}, {y}) = ({ref[0]:.4g}, {ref[1]:.4g}): each "
+                   "value's worst finished value, 10% of its range beyond.")
+
+
+def _over_key(exp_id: int) -> str:
+    return "number" if st.session_state.get(f"memnas_over_{exp_id}", "trial number") == \
+        "trial number" else "finished_at"
+
+
+def _cost_columns(df: Any, objectives: dict[str, str]) -> set[str]:
+    return set(df.attrs.get("costs") or ())
+
+
+def _picked_numbers(event: Any) -> list[int]:
+    try:
+        points = event.selection.points if event is not None else []
+    except AttributeError:
+        points = (event or {}).get("selection", {}).get("points", [])
+    out = []
+    for p in points or []:
+        cd = p.get("customdata")
+        if isinstance(cd, list):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            out.append(int(cd))
+    return out
+
+
+def _decisions_section(df: Any, objectives: dict[str, str], exp_id: int, url: str) -> None:
+    st.subheader("Decisions against metrics")
+    ok, names = _ui.guarded(_ui.load_decision_keys, url, exp_id)
+    if not ok:
+        return
+    if not names:
+        st.info("The trials record no decisions.")
+        return
+    values = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
+              data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
+    c1, c2 = st.columns(2)
+    decision = c1.selectbox("decision", names, key=f"memnas_dec_{exp_id}")
+    value = c2.selectbox("value", values, key=f"memnas_dec_value_{exp_id}")
+    every = max(1, len(df) // BOX_ROWS)
+    ok, decisions = _ui.guarded(_ui.load_decisions, url, exp_id, [decision], every)
+    if not ok:
+        return
+    stats = analysis.decision_stats(decisions, df, decision, value)
+    if stats.empty:
+        st.info(f"No finished trial has {value!r} and the decision {decision!r}.")
+        return
+    if every > 1:
+        st.caption(f"Quartiles over every {every}th trial ({len(decisions)} of {len(df)}).")
+    left, right = st.columns(2)
+    left.plotly_chart(plots.plot_decision_box(stats, decision, value), key="memnas_dec_box",
+                      width="stretch")
+    shown = names[:8]
+    every = max(1, len(df) // PARALLEL_ROWS)
+    ok, sample = _ui.guarded(_ui.load_decisions, url, exp_id, shown, every)
+    if not ok:
+        return
+    frame = analysis.parallel_frame(sample, df, value, shown, max_rows=PARALLEL_ROWS)
+    if len(frame):
+        right.plotly_chart(plots.plot_parallel(frame, value, shown),
+                           key="memnas_parcoords", width="stretch")
+
+
+def _trials_section(df: Any, exp_id: int, name: str) -> None:
+    st.subheader("Trials")
+    if df.empty:
+        st.info("No trials yet.")
+        return
+    c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 1, 1])
+    statuses = c1.multiselect("Status", sorted(df["status"].unique()),
+                              key=f"memnas_tr_status_{exp_id}")
+    text = c2.text_input("Summary contains", key=f"memnas_tr_text_{exp_id}")
+    sortable = [c for c in df.columns if c not in ("summary", "error", "node", "cache_kind")]
+    sort_by = c3.selectbox("Sort by", sortable, key=f"memnas_tr_sort_{exp_id}")
+    descending = c4.toggle("Desc.", key=f"memnas_tr_desc_{exp_id}")
+    size = c5.selectbox("Rows", PAGE_SIZES, index=1, key=f"memnas_tr_size_{exp_id}")
+    rows = analysis.filter_trials(df, statuses, text, sort_by, descending)
+    pages = max(1, -(-len(rows) // size))
+    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
+                           step=1, key=f"memnas_tr_page_{exp_id}")
+    part = analysis.page_of(rows, int(page), size)
+    shown = part.rows.drop(columns=["id", "cache_kind"], errors="ignore")
+    event = st.dataframe(
+        shown, hide_index=True, width="stretch", key="memnas_trials_table",
+        on_select="rerun", selection_mode="single-row",
+        column_config={
+            "number": st.column_config.NumberColumn("#", pinned=True),
+            "summary": st.column_config.TextColumn("summary", width="large"),
+            "wall_time": st.column_config.NumberColumn("wall time (s)", format="%.2f"),
+            "started_at": st.column_config.DatetimeColumn("started (UTC)"),
+            "finished_at": st.column_config.DatetimeColumn("finished (UTC)"),
+            "error": st.column_config.TextColumn("error", width="medium"),
+        })
+    st.caption(f"{part.total} of {len(df)} trials match; page {part.page} of {part.pages}. "
+               "Select a row to open the trial.")
+    selected = event.selection.rows if event is not None else []
+    if selected:
+        number = int(shown.iloc[selected[0]]["number"])
+        st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
+                     icon=":material/account_tree:",
+                     query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})

@@ -1,0 +1,145 @@
+"""The Trial page: architecture diagram, symbolic form, DNA, curves, costs, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from memnas.dashboard import _ui, architecture, data, plots
+from memnas.dashboard._page_experiment import current_experiment
+
+
+def trial_page() -> None:
+    """One trial of the current experiment, chosen by ``?trial=N`` or the number box."""
+    exp = current_experiment()
+    if exp is None:
+        st.title("Trial")
+        return
+    url = _ui.store_url()
+    ok, df = _ui.guarded(_ui.load_frame, url, exp["id"], dict(exp.get("objectives") or {}))
+    if not ok:
+        return
+    if df.empty:
+        st.title("Trial")
+        st.info(f"Experiment {exp['name']!r} has no trials yet.")
+        return
+    numbers = df["number"]
+    lo, hi = int(numbers.min()), int(numbers.max())
+    key = f"memnas_trial_number_{exp['id']}"
+    wanted = st.query_params.get(_ui.TRIAL_PARAM)
+    if wanted is not None and st.session_state.get(key + "_url") != wanted:
+        try:  # a link or an edited URL chose the trial: it wins over the number box once
+            st.session_state[key] = min(max(int(wanted), lo), hi)
+        except ValueError:
+            st.error(f"trial must be a trial number, got {wanted!r}")
+            return
+    if key not in st.session_state:
+        st.session_state[key] = lo
+    number = int(st.sidebar.number_input("Trial number", min_value=lo, max_value=hi,
+                                         step=1, key=key))
+    st.query_params[_ui.TRIAL_PARAM] = st.session_state[key + "_url"] = str(number)
+    st.title(f"{exp['name']} · trial {number}")
+    st.page_link(_ui.EXPERIMENT_PAGE, label=f"Back to {exp['name']}",
+                 icon=":material/arrow_back:", query_params={_ui.QUERY_PARAM: exp["name"]})
+    _ui.live(lambda: _body(url, exp, number))
+
+
+def _body(url: str, exp: dict[str, Any], number: int) -> None:
+    ok, t = _ui.guarded(_ui.load_trial, url, exp["id"], number)
+    if not ok:
+        return
+    if t is None:
+        st.warning(f"Experiment {exp['name']!r} has no trial {number}.")
+        return
+    parts = [f"status **{t['status']}**", f"attempt {t.get('attempt')}",
+             f"seed {t.get('seed')}"]
+    if t.get("wall_time") is not None:
+        parts.append(f"wall time {t['wall_time']:.2f} s")
+    if t.get("node"):
+        parts.append(f"node `{t['node']}`")
+    parts.append(f"started {data.format_time(t.get('started_at'))} UTC")
+    st.caption(" · ".join(parts))
+    if t.get("summary"):
+        st.code(t["summary"], language=None, wrap_lines=True)
+    _cached_from(url, t)
+    if t.get("error"):
+        st.subheader("Error")
+        st.code(t["error"], language="python")
+    values = {**(t.get("costs") or {}), **(t.get("metrics") or {})}
+    if values:
+        cols = st.columns(min(len(values), 6))
+        for i, (k, v) in enumerate(values.items()):
+            cols[i % len(cols)].metric(k, f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
+    st.subheader("Architecture")
+    dia = architecture.diagram(t.get("candidate") or "{}")
+    st.plotly_chart(plots.plot_diagram(dia), key="memnas_arch", width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.caption("symbolic form")
+        st.code(architecture.symbolic_form(t.get("candidate") or "{}"), language="python")
+    with right:
+        st.caption("decisions (DNA)")
+        st.json(t.get("decisions") or {}, expanded=True)
+        st.caption("DNA")
+        st.code(_dna_text(t.get("dna")), language=None, wrap_lines=True)
+        c1, c2 = st.columns(2)
+        c1.caption("metrics")
+        c1.json(t.get("metrics") or {})
+        c2.caption("costs")
+        c2.json(t.get("costs") or {})
+    st.subheader("Training curves")
+    ok, points = _ui.guarded(_ui.load_curve, url, t["id"])
+    if ok and points:
+        st.plotly_chart(plots.plot_curve(data.curve_frame(points), f"trial {number} curve"),
+                        key="memnas_curve", width="stretch")
+    elif ok:
+        st.info("This trial reported no curve.")
+    _artifacts(url, t["id"])
+
+
+def _dna_text(dna: Any) -> str:
+    if isinstance(dna, dict) and "value" in dna:
+        dna = dna["value"]
+    return str(dna)
+
+
+def _cached_from(url: str, t: dict[str, Any]) -> None:
+    if t.get("cached_from") is None:
+        return
+    ok, src = _ui.guarded(_ui.load_trial, url, None, None, int(t["cached_from"]))
+    if not ok:
+        return
+    kind = t.get("cache_kind") or "hit"
+    if src is None:
+        st.info(f"Result reused ({kind}) from trial id {t['cached_from']}, no longer in the "
+                "store.")
+        return
+    saved = f", {t['saved_time']:.1f} s saved" if t.get("saved_time") else ""
+    st.info(f"Result reused by the equivalence cache ({kind}{saved}) from trial "
+            f"{src['number']} of {src['experiment']!r}.", icon=":material/link:")
+    st.page_link(_ui.TRIAL_PAGE, label=f"Open source trial {src['number']} of "
+                 f"{src['experiment']}", icon=":material/link:",
+                 query_params={_ui.QUERY_PARAM: src["experiment"],
+                               _ui.TRIAL_PARAM: str(src["number"])})
+
+
+def _artifacts(url: str, trial_id: int) -> None:
+    try:
+        found = _ui.load_artifacts(url, trial_id)
+    except Exception as e:  # an artifacts API still in flux must not break the page
+        st.caption(f"artifacts: cannot list them ({type(e).__name__}: {e})")
+        return
+    if found is None:
+        return
+    st.subheader("Artifacts")
+    if not found:
+        st.caption("This trial stored no artifacts.")
+        return
+    rows = []
+    for a in found:
+        if isinstance(a, dict):
+            rows.append({k: v for k, v in a.items() if not isinstance(v, (bytes, bytearray))})
+        else:
+            rows.append({"artifact": str(a)})
+    st.dataframe(rows, hide_index=True, width="stretch", key="memnas_artifacts")

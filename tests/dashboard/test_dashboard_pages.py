@@ -1,0 +1,218 @@
+"""Experiment sections, the Trial and Compare pages, through AppTest on a real store."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+
+from streamlit.testing.v1 import AppTest
+
+from dashboard_helpers import CACHED, FAILED, MEMORY, TWO
+from memnas.dashboard import ENV_VAR, app_path
+from memnas.store import Store
+
+
+def _app(monkeypatch, url: str) -> AppTest:
+    monkeypatch.setenv(ENV_VAR, url)
+    return AppTest.from_file(app_path(), default_timeout=30)
+
+
+def _specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _values(v) -> list:
+    """A Plotly array, decoded where it was sent as typed binary (``bdata``)."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [s["layout"]["title"]["text"] for s in _specs(at)]
+
+
+def _texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def _page(at: AppTest, page: str, **params: str) -> AppTest:
+    at.run()
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.switch_page(page).run()
+
+
+def _exp_id(url: str, name: str) -> int:
+    store = Store(url, read_only=True)
+    try:
+        return store.require_experiment(name)["id"]
+    finally:
+        store.close()
+
+
+def test_experiment_page_sections(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    assert not at.exception
+    titles = _titles(at)
+    assert "Hypervolume of accuracy vs params" in titles
+    assert "accuracy by y" in titles or "accuracy by x" in titles
+    assert any(t.startswith("Decisions against accuracy") for t in titles)
+    pareto = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Pareto"))
+    kinds = {d["name"]: d["type"] for d in pareto["data"]}
+    assert kinds["trials"] == "scattergl" and kinds["Pareto front"] == "scatter"
+    front = next(d for d in pareto["data"] if d["name"] == "Pareto front")
+    numbers = _values(front["customdata"])
+    assert numbers and all(isinstance(n, int) for n in numbers)  # what a click selects
+    assert "trial " in front["text"][0] and "accuracy = " in front["text"][0]
+    assert {m.label for m in at.metric} >= {"cache hit rate", "failed", "cached"}
+    hv = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Hypervolume"))
+    ys = _values(hv["data"][0]["y"])
+    assert ys == sorted(ys) and ys[-1] > 0  # never shrinks as trials are added
+
+
+def test_pareto_colour_by_a_third_value(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    exp_id = _exp_id(dashboard_store, TWO)
+    at.selectbox(key=f"memnas_pareto_c_{exp_id}").select("loss").run()
+    assert not at.exception
+    pareto = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Pareto"))
+    rest = next(d for d in pareto["data"] if d["name"] == "trials")
+    assert rest["marker"]["colorbar"]["title"]["text"] == "loss"
+
+
+def test_best_so_far_over_time(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    exp_id = _exp_id(dashboard_store, TWO)
+    at.radio(key=f"memnas_over_{exp_id}").set_value("time").run()
+    assert not at.exception
+    best = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Best acc"))
+    assert best["layout"]["xaxis"]["title"]["text"] == "finish time (UTC)"
+    assert str(best["data"][0]["x"][0]).startswith("20")  # timestamps
+
+
+def test_trials_table_filters_and_pages(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    exp_id = _exp_id(dashboard_store, TWO)
+    table = at.dataframe(key="memnas_trials_table").value
+    assert len(table) == 12
+    at.multiselect(key=f"memnas_tr_status_{exp_id}").select("failed").run()
+    failed = at.dataframe(key="memnas_trials_table").value
+    assert len(failed) >= 1 and set(failed["status"]) == {"failed"}
+    at.multiselect(key=f"memnas_tr_status_{exp_id}").unselect("failed").run()
+    at.selectbox(key=f"memnas_tr_size_{exp_id}").select(25).run()
+    at.selectbox(key=f"memnas_tr_sort_{exp_id}").select("accuracy").run()
+    at.toggle(key=f"memnas_tr_desc_{exp_id}").set_value(True).run()
+    assert not at.exception
+    ordered = at.dataframe(key="memnas_trials_table").value["accuracy"].dropna().tolist()
+    assert ordered == sorted(ordered, reverse=True)
+
+
+def test_trials_table_paging(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    exp_id = _exp_id(dashboard_store, TWO)
+    at.selectbox(key=f"memnas_tr_size_{exp_id}").set_value(25).run()
+    assert len(at.dataframe(key="memnas_trials_table").value) == 12
+    at.number_input(key=f"memnas_tr_page_{exp_id}").set_value(1).run()
+    assert "page 1 of 1" in _texts(at.caption)
+
+
+def test_trial_page_of_a_failed_trial_shows_the_traceback(monkeypatch, dashboard_store):
+    store = Store(dashboard_store, read_only=True)
+    number = store.trials(_exp_id(dashboard_store, FAILED))[0]["number"]
+    at = _page(_app(monkeypatch, dashboard_store), "views/trial.py", experiment=FAILED,
+               trial=str(number))
+    assert not at.exception
+    assert at.title[0].value == f"{FAILED} · trial {number}"
+    assert "RuntimeError: the evaluator is broken" in _texts(at.code)
+    assert "Traceback" in _texts(at.code)
+
+
+def test_trial_page_draws_the_architecture(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/trial.py", experiment=MEMORY,
+               trial="0")
+    assert not at.exception
+    arch = next(s for s in _specs(at) if s["layout"]["title"]["text"] == "Architecture")
+    boxes = [a["text"] for a in arch["layout"]["annotations"] if a.get("text")]
+    assert boxes[0].startswith("<b>input: SequenceModel</b>")
+    assert any(b.startswith("<b>0: Block</b>") and "mixer: " in b for b in boxes)
+    assert boxes[-1].startswith("<b>output</b>")
+    assert "SequenceModel(" in _texts(at.code)
+    assert "trial 0 curve" not in _titles(at)  # this evaluator reports no curve
+    assert "reported no curve" in _texts(at.info)
+
+
+def test_trial_page_number_box_and_curve(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/trial.py", experiment=TWO, trial="0")
+    store = Store(dashboard_store, read_only=True)
+    done = [t["number"] for t in store.trials(_exp_id(dashboard_store, TWO))
+            if t["status"] == "completed"]
+    at.sidebar.number_input[0].set_value(done[1]).run()
+    assert not at.exception
+    assert at.title[0].value == f"{TWO} · trial {done[1]}"
+    assert at.query_params["trial"] == str(done[1])
+    assert f"trial {done[1]} curve" in _titles(at)
+    arch = next(s for s in _specs(at) if s["layout"]["title"]["text"] == "Architecture")
+    assert any("candidate" in a["text"] for a in arch["layout"]["annotations"])  # a tree
+
+
+def test_trial_page_links_a_cached_trial_to_its_source(monkeypatch, dashboard_store):
+    store = Store(dashboard_store, read_only=True)
+    trials = store.trials(_exp_id(dashboard_store, CACHED))
+    cached = next(t for t in trials if t["status"] == "cached")
+    source = next(t for t in trials if t["id"] == cached["cached_from"])
+    at = _page(_app(monkeypatch, dashboard_store), "views/trial.py", experiment=CACHED,
+               trial=str(cached["number"]))
+    assert not at.exception
+    assert f"from trial {source['number']} of '{CACHED}'" in _texts(at.info)
+
+
+def test_trial_page_unknown_number_is_clamped_and_bad_text_refused(monkeypatch,
+                                                                   dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/trial.py", experiment=TWO,
+               trial="nope")
+    assert not at.exception
+    assert "trial must be a trial number, got 'nope'" in _texts(at.error)
+
+
+def test_compare_page_overlays_experiments(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/compare.py")
+    assert not at.exception
+    at.multiselect(key="memnas_compare").set_value([TWO, CACHED, MEMORY]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["experiment"]) == [TWO, CACHED, MEMORY]
+    specs = {s["layout"]["title"]["text"]: s for s in _specs(at)}
+    best = specs["Best accuracy so far (↑ max)"]
+    assert [d["name"] for d in best["data"]] == [TWO, CACHED, MEMORY]
+    fronts = specs["Pareto fronts: accuracy (↑ max) vs params (↓ min)"]
+    assert [d["name"] for d in fronts["data"]] == [TWO, CACHED, MEMORY]
+
+
+def test_experiments_page_filter_and_sort(monkeypatch, dashboard_store):
+    at = _app(monkeypatch, dashboard_store).run()
+    at.text_input(key="memnas_exps_filter").input("obj").run()
+    assert not at.exception
+    names = set(at.dataframe[0].value["name"])
+    assert names == {TWO, "single-objective"}
+    at.text_input(key="memnas_exps_filter").input("").run()
+    at.selectbox(key="memnas_exps_sort").select("failed").run()
+    failed = at.dataframe[0].value["failed"].tolist()
+    assert failed == sorted(failed, reverse=True)
+    at.text_input(key="memnas_exps_filter").input("zzz").run()
+    assert "No experiment matches" in _texts(at.info)
+
+
+def test_live_mode_on_every_page(monkeypatch, dashboard_store):
+    at = _app(monkeypatch, dashboard_store).run()
+    at.sidebar.toggle[0].set_value(True).run()
+    for page, params in [("views/experiment.py", {"experiment": TWO}),
+                         ("views/trial.py", {"experiment": TWO, "trial": "1"}),
+                         ("views/compare.py", {})]:
+        for k, v in params.items():
+            at.query_params[k] = v
+        at.switch_page(page).run()
+        assert not at.exception, page
+        assert at.get("plotly_chart"), page
