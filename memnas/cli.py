@@ -147,8 +147,26 @@ def show(name: str, store: str) -> None:
               show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="File to write (default: standard output).")
-def export(name: str, store: str, fmt: str, output: str | None) -> None:
-    """Export an experiment's trials as CSV or JSON."""
+@click.option("--plot", "plots", type=click.Path(dir_okay=False), multiple=True,
+              help="Write a figure instead (repeatable): pareto.png, progress.png, "
+                   "hypervolume.pdf, ...; the file name picks the kind unless --kind.")
+@click.option("--kind", type=click.Choice(["pareto", "progress", "hypervolume"]), default=None,
+              help="Figure of every --plot file (default: named in the file name).")
+@click.option("--x", "plot_x", default=None, help="x value of a Pareto plot (default: 1st objective).")
+@click.option("--y", "plot_y", default=None, help="y value of a Pareto plot (default: 2nd objective).")
+def export(name: str, store: str, fmt: str, output: str | None, plots: tuple[str, ...],
+           kind: str | None, plot_x: str | None, plot_y: str | None) -> None:
+    """Export an experiment's trials as CSV or JSON, or its figures as images (--plot)."""
+    if plots:
+        from memnas.dashboard.export import plot_kind, write_plot
+        from memnas.store import normalize_url
+
+        for path in plots:
+            plot_kind(path, kind)  # a bad name fails before anything is drawn
+        for path in plots:
+            drawn = write_plot(normalize_url(store), name, path, kind, plot_x, plot_y)
+            click.echo(f"wrote {drawn} plot of {name!r} to {path}", err=True)
+        return
     from memnas.result import Result
 
     df = Result(name, store).trials()

@@ -145,3 +145,49 @@ def test_resume_of_an_experiment_started_from_python_says_how(tmp_path):
                       algorithm="random", store=url).run(max_trials=2, executor="local")
     r = CliRunner().invoke(main, ["resume", "py", "--store", url])
     assert r.exit_code == 2 and "was not started from an experiment file" in r.output
+
+
+@pytest.fixture(scope="module")
+def synthetic_store(tmp_path_factory):
+    """A store with 300 synthetic trials (accuracy max, params min), filled in bulk."""
+    from memnas.bench._synthetic import fill
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('cli_plot')}/plot.db"
+    fill(url, 300, name="plotme")
+    return url
+
+
+def test_export_plot_writes_pareto_progress_and_hypervolume_images(synthetic_store, tmp_path):
+    paths = [tmp_path / "pareto.png", tmp_path / "progress.png", tmp_path / "hypervolume.pdf"]
+    args = ["export", "plotme", "--store", synthetic_store]
+    for p in paths:
+        args += ["--plot", str(p)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    for p in paths:
+        assert p.stat().st_size > 10_000, p
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[2].read_bytes()[:5] == b"%PDF-"
+    assert "wrote pareto plot of 'plotme'" in out.output
+
+
+def test_export_plot_kind_option_and_axes(synthetic_store, tmp_path):
+    p = tmp_path / "figure.svg"
+    out = CliRunner().invoke(main, ["export", "plotme", "--store", synthetic_store, "--plot",
+                                    str(p), "--kind", "pareto", "--x", "loss", "--y",
+                                    "latency_ms"])
+    assert out.exit_code == 0, out.output
+    assert "latency_ms" in p.read_text()
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--plot", "figure.png"], "cannot tell which plot 'figure.png' wants"),
+    (["--plot", "pareto.jpg"], "must end in one of .png, .pdf, .svg"),
+    (["--plot", "pareto.png", "--x", "nope"], "has no value 'nope' to plot"),
+])
+def test_export_plot_bad_input_is_one_line(synthetic_store, tmp_path, extra, msg):
+    out = CliRunner().invoke(main, ["export", "plotme", "--store", synthetic_store,
+                                    *[str(tmp_path / a) if a.endswith((".png", ".jpg"))
+                                      else a for a in extra]])
+    assert out.exit_code == 2
+    assert msg in out.output and out.output.count("\n") == 1
