@@ -181,7 +181,7 @@ def test_export_plot_kind_option_and_axes(synthetic_store, tmp_path):
 
 
 @pytest.mark.parametrize("extra,msg", [
-    (["--plot", "figure.png"], "cannot tell which plot 'figure.png' wants"),
+    (["--plot", "figure.png"], "figure.png' wants; name the file after one of"),
     (["--plot", "pareto.jpg"], "must end in one of .png, .pdf, .svg"),
     (["--plot", "pareto.png", "--x", "nope"], "has no value 'nope' to plot"),
 ])
