@@ -151,7 +151,12 @@ class OptunaSampler(pg.geno.DNAGenerator):
             trial = trials.pop(0)
             if not trials:
                 del self._open[dna_key(dna)]
-            self._study.tell(trial, values)
+            if any(math.isnan(v) for v in values):  # a failed trial, as Optuna sees it
+                import optuna
+
+                self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._study.tell(trial, values)
         else:
             self._add_finished(dna, values)
 
@@ -206,7 +211,7 @@ class OptunaSampler(pg.geno.DNAGenerator):
         import optuna
 
         params, dists = self.params_of(dna)
-        if not any(math.isnan(v) for v in values):  # Optuna fails NaN, as tell() does
+        if not any(math.isnan(v) for v in values):
             trial = optuna.trial.create_trial(params=params, distributions=dists, values=values)
         else:
             trial = optuna.trial.create_trial(params=params, distributions=dists,
