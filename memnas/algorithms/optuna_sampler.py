@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 import warnings
 from typing import Any, Callable, Sequence
@@ -238,10 +239,8 @@ def cmaes(seed: int | None = None, n_startup_trials: int = 1) -> OptunaSampler:
     Raises:
       ConfigError: the ``cmaes`` package is not installed.
     """
-    try:
-        import cmaes as _  # noqa: F401
-    except ImportError:
-        raise ConfigError("algorithm 'cmaes' needs the cmaes package: pip install cmaes") from None
+    if importlib.util.find_spec("cmaes") is None:
+        raise ConfigError("algorithm 'cmaes' needs the cmaes package: pip install cmaes")
     return OptunaSampler(sampler="cmaes", seed=seed, sampler_options=dict(
         n_startup_trials=n_startup_trials, warn_independent_sampling=False))
 
