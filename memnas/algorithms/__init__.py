@@ -81,3 +81,6 @@ def make_algorithm(algorithm: Any, seed: int | None = None,
 # Registration on import; these modules need register_algorithm, defined above.
 from memnas.algorithms.mcts import MCTS, mcts  # noqa: E402
 from memnas.algorithms.optuna_sampler import OptunaSampler  # noqa: E402
+from memnas.algorithms.darts import SharpDARTS, SupernetEvaluator, sharp_darts  # noqa: E402
+
+__all__ += ["SharpDARTS", "SupernetEvaluator", "sharp_darts"]
