@@ -8,7 +8,7 @@ import streamlit as st
 
 from memnas.dashboard import _ui, analysis, data, plots
 
-MAX_SCATTER = 5000
+MAX_SCATTER = 4000
 """Points drawn in a Pareto scatter: the whole front plus a sample of dominated trials."""
 PAGE_SIZES = (25, 50, 100, 500)
 BOX_ROWS = 20000
@@ -73,8 +73,8 @@ def _body(name: str, exp_id: int) -> None:
     if not (df["status"].isin(data.DONE_STATUSES)).any():
         st.info("No completed trials yet: charts appear when the first trial finishes.")
     else:
-        _best_so_far_section(df, objectives, exp_id)
-        _pareto_section(df, objectives, exp_id, name)
+        _best_so_far_section(df, objectives, exp_id, url)
+        _pareto_section(df, objectives, exp_id, name, url)
     _trials_section(df, exp_id, name)
     if (df["status"].isin(data.DONE_STATUSES)).any():
         _decisions_section(df, objectives, exp_id, url)
@@ -100,7 +100,8 @@ def _over(exp_id: int) -> str:
     return "number" if choice == "trial number" else "finished_at"
 
 
-def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int) -> None:
+def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int,
+                         url: str) -> None:
     items = list(objectives.items())
     if not items:
         return
@@ -109,7 +110,7 @@ def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int) -> No
     cols = st.columns(min(len(items), 2))
     for i, (obj, direction) in enumerate(items):
         with cols[i % len(cols)]:
-            series = data.best_so_far(df, obj, direction)
+            series = _ui.derived(url, exp_id, objectives, "best", obj, direction)
             if series.empty:
                 st.info(f"No finished trial reported {obj!r} yet.")
             else:
@@ -117,7 +118,8 @@ def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int) -> No
                                 key=f"memnas_best_{obj}", width="stretch")
 
 
-def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str) -> None:
+def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
+                    url: str) -> None:
     st.subheader("Pareto front")
     if len(objectives) < 2:
         st.info(f"Single-objective experiment ({data.objectives_label(objectives)}): "
@@ -139,8 +141,8 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str)
     if x == y:
         st.warning("Choose two different values for the axes.")
         return
-    info = data.pareto_info(df, x, y, directions, hover_names=names, color=color,
-                            max_points=MAX_SCATTER)
+    info = _ui.derived(url, exp_id, objectives, "pareto", x, y, directions, tuple(names),
+                       color, MAX_SCATTER)
     if info.points.empty:
         st.info(f"No finished trial has both {x!r} and {y!r}.")
         return
@@ -163,7 +165,7 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str)
             st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
                          icon=":material/account_tree:",
                          query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})
-    hv = analysis.hypervolume_over_time(df, x, y, directions)
+    hv = _ui.derived(url, exp_id, objectives, "hypervolume", x, y, directions)
     if len(hv):
         st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=_over_key(exp_id)),
                         key="memnas_hypervolume", width="stretch")
@@ -222,6 +224,10 @@ def _decisions_section(df: Any, objectives: dict[str, str], exp_id: int, url: st
     left, right = st.columns(2)
     left.plotly_chart(plots.plot_decision_box(stats, decision, value), key="memnas_dec_box",
                       width="stretch")
+    if not right.toggle("Parallel coordinates", key=f"memnas_parcoords_{exp_id}",
+                        help=f"Decisions of up to {PARALLEL_ROWS} trials against {value} "
+                             "(WebGL: slow on machines without a GPU)."):
+        return
     shown = names[:8]
     every = max(1, len(df) // PARALLEL_ROWS)
     ok, sample = _ui.guarded(_ui.load_decisions, url, exp_id, shown, every)

@@ -104,6 +104,24 @@ def load_frame(url: str, exp_id: int, objectives: dict[str, str]) -> Any:
     return _frame(url, exp_id, tuple(objectives.items()), load_stamp(url, exp_id))
 
 
+@st.cache_data(ttl=FRAME_TTL_S, max_entries=40, show_spinner=False)
+def _derived(url: str, exp_id: int, objectives: tuple, stamp: tuple, what: str,
+             args: tuple) -> Any:
+    from memnas.dashboard import analysis, data
+
+    df = _frame(url, exp_id, objectives, stamp)
+    fn = {"pareto": data.pareto_info, "hypervolume": analysis.hypervolume_over_time,
+          "best": data.best_so_far}[what]
+    return fn(df, *args)
+
+
+def derived(url: str, exp_id: int, objectives: dict[str, str], what: str, *args: Any) -> Any:
+    """``data.pareto_info`` / ``analysis.hypervolume_over_time`` / ``data.best_so_far``
+    of the experiment's trials frame, cached until its trials change."""
+    return _derived(url, exp_id, tuple(objectives.items()), load_stamp(url, exp_id), what,
+                    args)
+
+
 @st.cache_data(ttl=FRAME_TTL_S, max_entries=20, show_spinner=False)
 def _decision_keys(url: str, exp_id: int, stamp: tuple) -> list[str]:
     return _sql.decision_keys(get_store(url).engine, exp_id)

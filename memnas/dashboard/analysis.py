@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from memnas.dashboard.data import (DONE_STATUSES, _finished, algorithm_label, counts_of,
-                                   format_time, objectives_label)
-from memnas.pareto import hypervolume_2d, pareto_mask
+                                   format_time, front_mask, objectives_label)
+from memnas.pareto import hypervolume_2d
 
 
 class Page(NamedTuple):
@@ -105,7 +105,7 @@ def hypervolume_over_time(df: pd.DataFrame, x: str, y: str, directions: Mapping[
     out_n, out_hv = [], []
     for end in ends:
         chunk = np.vstack([front, values[start:end]])
-        front = chunk[pareto_mask(chunk, dirs)]
+        front = chunk[front_mask(chunk, dirs)]
         start = end
         out_n.append(end - 1)
         out_hv.append(hypervolume_2d(front, dirs, ref))

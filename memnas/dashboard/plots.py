@@ -21,7 +21,7 @@ def _arrow(direction: str) -> str:
 
 
 def plot_best_so_far(data: "pd.DataFrame", objective: str, direction: str,
-                     over: str = "number", max_points: int = 5000) -> "go.Figure":
+                     over: str = "number", max_points: int = 1500) -> "go.Figure":
     """Every finished trial's value and the running best, over trial number or time.
 
     Args:
@@ -44,11 +44,10 @@ def plot_best_so_far(data: "pd.DataFrame", objective: str, direction: str,
         best = data["value"].cummax() if direction == "max" else data["value"].cummin()
         data = data.assign(best=best.to_numpy())
     fig = go.Figure()
-    marker_cls = go.Scattergl if len(data) > 2000 else go.Scatter
     markers = data.iloc[::-(-len(data) // max_points)] if len(data) > max_points else data
-    fig.add_trace(marker_cls(
+    fig.add_trace(go.Scatter(  # SVG: a few thousand markers draw faster than a WebGL context
         x=markers[over], y=markers["value"], mode="markers", name="trials",
-        marker={"color": ALL_COLOR, "size": 6 if len(markers) > 2000 else 7},
+        marker={"color": ALL_COLOR, "size": 5 if len(markers) > 500 else 7},
         customdata=markers["number"],
         hovertemplate="trial %{customdata}<br>" + objective + " = %{y:.6g}<extra></extra>"))
     steps = data[data["best"].ne(data["best"].shift())] if len(data) else data
@@ -101,10 +100,13 @@ def plot_pareto(info: ParetoInfo, color: str | None = None) -> "go.Figure":
         marker = {"color": rest["color"], "colorscale": "Viridis", "size": 7, "opacity": 0.7,
                   "colorbar": {"title": {"text": color}, "thickness": 12}}
     fig = go.Figure()
+    extra = "" if "color" not in marker or isinstance(marker["color"], str) else \
+        f"<br>{color} = %{{marker.color:.6g}}"
     fig.add_trace(go.Scattergl(
         x=rest["x"], y=rest["y"], mode="markers", name="trials", marker=marker,
-        customdata=rest["number"], text=rest["hover"],
-        hovertemplate="%{text}<extra></extra>"))
+        customdata=rest["number"].to_numpy(), text=rest["summary"].tolist(),
+        hovertemplate=(f"<b>trial %{{customdata}}</b><br>%{{text}}<br>{info.x} = %{{x:.6g}}"
+                       f"<br>{info.y} = %{{y:.6g}}{extra}<extra></extra>")))
     # A minimised x dominates to its right: walk horizontally first, then vertically.
     shape = "hv" if info.x_direction == "min" else "vh"
     fig.add_trace(go.Scatter(

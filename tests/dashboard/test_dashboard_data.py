@@ -82,9 +82,10 @@ def test_pareto_flags_match_pareto_mask(two_objective_trials):
     assert list(info.points["on_front"]) == list(expected)
     assert list(info.front["x"]) == sorted(info.front["x"])
     assert 1 <= len(info.front) <= 3  # one point per params level at most
-    row = info.points.iloc[0]
+    row = info.front.iloc[0]
     assert f"trial {row['number']}" in row["hover"] and "loss = " in row["hover"]
     assert str(row["summary"])[:20] in row["hover"]
+    assert set(info.points.loc[~info.points["on_front"], "hover"]) <= {""}  # via a template
 
 
 def test_pareto_info_needs_directions():
@@ -174,3 +175,12 @@ def test_pareto_mask_with_nan_rows_is_respected():
     assert list(info.points["number"]) == [0, 2]  # trial 1 lacks b
     assert list(info.points["on_front"]) == list(
         pareto_mask(np.array([[1.0, 1.0], [0.5, 3.0]]), ["max", "max"]))
+
+
+@pytest.mark.parametrize("directions", [("max", "min"), ("min", "min"), ("max", "max"),
+                                        ("min", "max")])
+def test_front_mask_equals_pareto_mask(directions):
+    rng = np.random.default_rng(7)
+    values = np.round(rng.normal(size=(3000, 2)), 1)  # many ties and duplicates
+    values[rng.integers(0, 3000, 40), 1] = np.nan
+    assert np.array_equal(data.front_mask(values, directions), pareto_mask(values, directions))

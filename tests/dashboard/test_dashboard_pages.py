@@ -59,7 +59,9 @@ def test_experiment_page_sections(monkeypatch, dashboard_store):
     titles = _titles(at)
     assert "Hypervolume of accuracy vs params" in titles
     assert "accuracy by y" in titles or "accuracy by x" in titles
-    assert any(t.startswith("Decisions against accuracy") for t in titles)
+    assert not any(t.startswith("Decisions against") for t in titles)  # opt-in
+    at.toggle(key=f"memnas_parcoords_{_exp_id(dashboard_store, TWO)}").set_value(True).run()
+    assert any(t.startswith("Decisions against accuracy") for t in _titles(at))
     pareto = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Pareto"))
     kinds = {d["name"]: d["type"] for d in pareto["data"]}
     assert kinds["trials"] == "scattergl" and kinds["Pareto front"] == "scatter"

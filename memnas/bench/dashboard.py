@@ -1,0 +1,93 @@
+"""`memnas bench dashboard`: the Experiment page's render time in a real browser at 100k trials."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from typing import Any
+
+TARGET_S = 3.0
+
+
+def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
+        screenshot: str | None = None) -> dict[str, Any]:
+    """Fills a SQLite store with synthetic trials, serves the dashboard, and times the
+    Experiment page in headless Chromium from navigation start until the Pareto chart and
+    the trials table are visible.
+
+    Cold: the first visit after the server started (nothing cached: the trials are read
+    from SQL). Warm: the median of ``warm_runs`` reloads (cached reads, fresh page).
+
+    Prints and returns: ``trials``, ``render_s`` (the cold figure, the one to hold to the
+    3 s target), ``render_s_cold``, ``render_s_warm``, ``read_s`` (the page's SQL read of
+    all trials, alone), ``pareto_s`` (front of all points plus the drawn sample),
+    ``fill_s``, ``baseline_s`` (the Experiments page, one small table, warm: the fixed
+    cost of Streamlit and the browser on this machine), ``load_avg`` (the machine's
+    1-minute load average during the run) and ``cpus``.
+
+    Raises:
+      RuntimeError: no Chromium (install the ``chromium`` package).
+      ImportError: no ``playwright`` (``pip install -e .[dev]``).
+    """
+    from memnas.bench._synthetic import fill
+    from memnas.dashboard import _browser, _sql, data
+    from memnas.store import Store
+
+    trials = trials or (10_000 if quick else 100_000)
+    folder = tempfile.mkdtemp(prefix="memnas-bench-dashboard-")
+    url = f"sqlite:///{os.path.join(folder, 'store.db')}"
+    start = time.perf_counter()
+    exp_id = fill(url, trials, name="synthetic")
+    out: dict[str, Any] = {"trials": trials, "fill_s": time.perf_counter() - start,
+                           "target_s": TARGET_S, "cpus": os.cpu_count()}
+
+    store = Store(url, read_only=True)
+    objectives = {"accuracy": "max", "params": "min"}
+    start = time.perf_counter()
+    df = _sql.trials_frame(store.engine, exp_id, objectives)
+    out["read_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    info = data.pareto_info(df, "accuracy", "params", {"accuracy": "max", "params": "min"},
+                            hover_names=list(objectives), max_points=4000)
+    out["pareto_s"] = time.perf_counter() - start
+    out["front"] = len(info.front)
+    store.close()
+
+    page_url = "/experiment?experiment=synthetic"
+    log = os.path.join(folder, "streamlit.log")
+    with _browser.serve(url, log_path=log) as base, _browser.browser() as browser:
+        loads = []
+        for i in range(1 + warm_runs):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            loads.append(_browser.load(page, base + page_url, _browser.EXPERIMENT_JS,
+                                       timeout_s=180))
+            problems = _browser.errors(page)
+            if problems:
+                raise RuntimeError(f"the Experiment page shows errors: {problems}")
+            if screenshot and i == 0:
+                page.screenshot(path=screenshot)
+            page.close()
+        # The same machine's fixed cost: the small Experiments page (one short table).
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        out["baseline_s"] = _browser.load(page, base + "/experiments", _browser.TABLE_JS,
+                                          timeout_s=120)
+        page.close()
+    out["load_avg"] = os.getloadavg()[0]
+    out["render_s_cold"] = loads[0]
+    out["render_s_warm"] = statistics.median(loads[1:]) if loads[1:] else loads[0]
+    out["render_s_warm_all"] = loads[1:]
+    out["render_s"] = out["render_s_cold"]
+    out["under_target"] = out["render_s"] < TARGET_S
+    print(f"memnas bench dashboard: {trials} synthetic trials (SQLite), Experiment page in "
+          f"headless Chromium, {out['cpus']} CPUs, load average {out['load_avg']:.1f}")
+    print(f"  render (navigation start -> Pareto chart and trials table visible): "
+          f"cold {out['render_s_cold']:.2f} s, warm {out['render_s_warm']:.2f} s "
+          f"(target {TARGET_S:.0f} s: {'met' if out['under_target'] else 'missed'})")
+    print(f"  baseline: the Experiments page (one small table) renders in "
+          f"{out['baseline_s']:.2f} s on this machine now")
+    print(f"  server side: read {trials} trials {out['read_s']:.2f} s, Pareto front "
+          f"({out['front']} points) and sample {out['pareto_s']:.2f} s; filling the store "
+          f"{out['fill_s']:.1f} s")
+    return out
