@@ -1,0 +1,210 @@
+"""`SparseTrainEvaluator`: trains a masked classifier so pruned weights stay exactly zero."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from memnas.evaluators.digits import Digits, Split
+from memnas.measurement import Context, Measurement
+from memnas.searchspace.sparse import Masks, SparseNet, apply_masks, full_masks, prunable
+
+State = dict[str, torch.Tensor]
+
+
+@dataclasses.dataclass
+class TrainRun:
+    """What one masked training run gives: accuracies, final and rewind weights, curve."""
+
+    val_accuracy: float
+    test_accuracy: float
+    val_loss: float
+    final: State
+    rewind: State | None
+    curve: list[dict[str, Any]]
+
+
+def train_masked(model: torch.nn.Module, masks: Masks, split: Split, steps: int,
+                 batch_size: int = 60, lr: float = 1.2e-3, data_seed: int = 0,
+                 start_step: int = 0, rewind_step: int | None = None, report_every: int = 50,
+                 report: Callable[..., None] | None = None,
+                 device: str = "cpu") -> TrainRun:
+    """Trains ``model`` with Adam from ``start_step`` to ``steps``, masks reapplied every step.
+
+    Minibatches follow one fixed order per ``data_seed`` (a fresh permutation of the
+    training set each epoch), indexed by step, so a run rewound to step k sees the same
+    batches from k on as the dense run did.
+
+    Args:
+      model: A module mapping ``(B, d)`` features to ``(B, classes)`` logits.
+      masks: Parameter name -> bool mask; pruned entries are zeroed before the first
+        step and after every optimiser step.
+      split: The data.
+      steps: Last step (exclusive).
+      batch_size: Examples per step.
+      lr: Adam learning rate.
+      data_seed: Seed of the minibatch order.
+      start_step: First step (late rewinding resumes from the rewind step).
+      rewind_step: Keep a copy of the weights as they were at this step.
+      report_every: Steps between curve points (train loss, validation accuracy).
+      report: Called as ``report(step, **values)`` for each curve point.
+      device: Torch device.
+
+    Raises:
+      ValueError: ``start_step`` outside ``[0, steps)``.
+    """
+    if not 0 <= start_step < steps:
+        raise ValueError(f"start_step must lie in [0, steps={steps}), got {start_step}")
+    model = model.to(device)
+    masks = {n: m.to(device) for n, m in masks.items()}
+    apply_masks(model, masks)
+    x, y = torch.from_numpy(split.x_train).to(device), torch.from_numpy(split.y_train).to(device)
+    per_epoch = max(1, len(x) // batch_size)
+    rng = np.random.default_rng(data_seed)
+    orders = [rng.permutation(len(x)) for _ in range((steps - 1) // per_epoch + 1)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    rewind = _snapshot(model) if rewind_step == start_step else None
+    curve: list[dict[str, Any]] = []
+    window, count = 0.0, 0
+    model.train()
+    for step in range(start_step, steps):
+        epoch, i = divmod(step, per_epoch)
+        idx = torch.from_numpy(orders[epoch][i * batch_size:(i + 1) * batch_size]).to(device)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        apply_masks(model, masks)
+        window, count = window + loss.item(), count + 1
+        if rewind_step is not None and step + 1 == rewind_step:
+            rewind = _snapshot(model)
+        if (step + 1) % report_every == 0 or step + 1 == steps:
+            val_acc, _ = _score(model, split.x_val, split.y_val, device)
+            points = {"loss": window / count, "val_accuracy": val_acc}
+            curve.extend({"step": step + 1, "name": k, "value": v} for k, v in points.items())
+            if report is not None:
+                report(step + 1, **points)
+            window, count = 0.0, 0
+    val_acc, val_loss = _score(model, split.x_val, split.y_val, device)
+    test_acc, _ = _score(model, split.x_test, split.y_test, device)
+    return TrainRun(val_acc, test_acc, val_loss, _snapshot(model), rewind, curve)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseTrainEvaluator:
+    """Trains a (sparse) classifier spec on digits or MNIST and measures it.
+
+    The candidate is a `SparseNet` (masks from its decisions) or a dense spec such as
+    `MLP`. An algorithm can steer the run through ``ctx.artifact`` (all keys optional):
+    ``masks`` (name -> bool array, overriding the candidate's), ``weights`` (a full
+    state to start from: rewinding), ``start_step`` (the step those weights belong to),
+    ``rewind_step`` (also return the weights at this step), ``init_seed`` (initial
+    weights; default ``ctx.seed``), ``data_seed`` (minibatch order; default
+    ``ctx.seed``) and ``return_weights``.
+
+    Returns metrics ``accuracy`` (validation, for selection) and ``test_accuracy``;
+    costs ``remaining`` (kept fraction of all Linear weights), ``sparsity`` (removed
+    fraction of the Linear weights but the output layer's), ``weights`` (kept Linear
+    weights) and ``params`` (nonzero parameters); the curve; and, when weights are
+    asked for, the artifact ``{"masks", "final", "rewind"}`` (numpy arrays).
+
+    Attributes:
+      data: The data source.
+      steps: Training steps (Adam, constant learning rate, as in Frankle & Carbin).
+      batch_size: Examples per step.
+      lr: Learning rate.
+      report_every: Steps between curve points.
+      return_weights: Always return the weights artifact.
+      prune_steps: For a magnitude `SparseNet` without input masks: train densely this
+        many steps, take the masks from the trained magnitudes and rewind to the
+        initial weights (one-shot lottery-ticket pruning); 0 prunes at initialisation.
+    """
+
+    data: Digits = Digits()
+    steps: int = 500
+    batch_size: int = 60
+    lr: float = 1.2e-3
+    report_every: int = 50
+    return_weights: bool = False
+    prune_steps: int = 0
+
+    def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
+        """Trains and measures ``candidate``; see the class docstring."""
+        ctx = ctx if ctx is not None else Context()
+        art: Mapping[str, Any] = ctx.artifact or {}
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(ctx.num_cpus)))
+        try:
+            return self._run(candidate, ctx, art)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _run(self, candidate: Any, ctx: Context, art: Mapping[str, Any]) -> Measurement:
+        split = self.data.load()
+        parent = candidate.parent if isinstance(candidate, SparseNet) else candidate
+        init_seed = int(art.get("init_seed", ctx.seed))
+        data_seed = int(art.get("data_seed", ctx.seed))
+        torch.manual_seed(init_seed)
+        model = parent.build()
+        if art.get("weights") is not None:
+            model.load_state_dict({k: torch.as_tensor(np.asarray(v))
+                                   for k, v in art["weights"].items()})
+        if art.get("masks") is not None:
+            masks = {k: torch.as_tensor(np.asarray(v, dtype=bool)) for k, v in art["masks"].items()}
+        elif isinstance(candidate, SparseNet):
+            gen = torch.Generator().manual_seed(init_seed + 1)
+            if candidate.criterion == "magnitude" and self.prune_steps > 0:
+                init = _snapshot(model)
+                dense = train_masked(model, full_masks(model), split, self.prune_steps,
+                                     self.batch_size, self.lr, data_seed, device=ctx.device)
+                model.load_state_dict(dense.final)
+                masks = candidate.masks(model, gen)
+                model.load_state_dict(init)
+            else:
+                masks = candidate.masks(model, gen)
+        else:
+            masks = full_masks(model)
+        rewind_step = art.get("rewind_step")
+        run = train_masked(model, masks, split, self.steps, self.batch_size, self.lr, data_seed,
+                           start_step=int(art.get("start_step", 0)),
+                           rewind_step=None if rewind_step is None else int(rewind_step),
+                           report_every=self.report_every, report=ctx.report, device=ctx.device)
+        names = prunable(model)
+        kept = {n: int(masks[n].sum()) if n in masks else model.get_parameter(n).numel()
+                for n in names}
+        sizes = {n: model.get_parameter(n).numel() for n in names}
+        body = names[:-1] or names
+        params = sum(int((p != 0).sum()) for p in model.parameters())
+        m = Measurement(
+            metrics={"accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
+                     "val_loss": run.val_loss},
+            costs={"remaining": sum(kept.values()) / sum(sizes.values()),
+                   "sparsity": 1.0 - sum(kept[n] for n in body) / sum(sizes[n] for n in body),
+                   "weights": float(sum(kept.values())), "params": float(params)},
+            curve=list(run.curve))
+        if self.return_weights or art.get("return_weights"):
+            m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()}, "prunable": names,
+                          "final": _numpy(run.final),
+                          "rewind": _numpy(run.rewind) if run.rewind is not None else None}
+        return m
+
+
+def _snapshot(model: torch.nn.Module) -> State:
+    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+
+
+def _numpy(state: State) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in state.items()}
+
+
+@torch.no_grad()
+def _score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: str) -> tuple[float, float]:
+    model.eval()
+    logits = model(torch.from_numpy(x).to(device))
+    target = torch.from_numpy(y).to(device)
+    model.train()
+    return float((logits.argmax(-1) == target).float().mean()), float(F.cross_entropy(logits, target))
