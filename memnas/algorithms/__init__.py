@@ -84,3 +84,6 @@ from memnas.algorithms.optuna_sampler import OptunaSampler  # noqa: E402
 from memnas.algorithms.darts import SharpDARTS, SupernetEvaluator, sharp_darts  # noqa: E402
 
 __all__ += ["SharpDARTS", "SupernetEvaluator", "sharp_darts"]
+from memnas.algorithms.lottery import LotteryTicketIMP, lottery_space  # noqa: E402
+
+__all__ += ["LotteryTicketIMP", "lottery_space"]

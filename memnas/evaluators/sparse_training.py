@@ -151,10 +151,10 @@ class SparseTrainEvaluator:
         torch.manual_seed(init_seed)
         model = parent.build()
         if art.get("weights") is not None:
-            model.load_state_dict({k: torch.as_tensor(np.asarray(v))
+            model.load_state_dict({k: torch.from_numpy(np.array(v))
                                    for k, v in art["weights"].items()})
         if art.get("masks") is not None:
-            masks = {k: torch.as_tensor(np.asarray(v, dtype=bool)) for k, v in art["masks"].items()}
+            masks = {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
         elif isinstance(candidate, SparseNet):
             gen = torch.Generator().manual_seed(init_seed + 1)
             if candidate.criterion == "magnitude" and self.prune_steps > 0:
