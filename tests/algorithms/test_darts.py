@@ -232,3 +232,15 @@ def test_by_name_and_a_user_space(sqlite_url):
     df = result.trials().sort_values("number")
     assert list(df["status"]) == ["completed", "completed"]
     assert df["accuracy"].iloc[1] > 0.4
+
+
+def test_bench_derives_attention_from_every_seed_small(sqlite_url):
+    from memnas.bench import darts as bench
+
+    cfg = {**bench.QUICK, "eval_steps": 20}  # 4 x 25 supernet steps per seed
+    r = bench.search("softmax", cfg, sqlite_url, "bench-small")
+    assert r["seeds"] == 3 and len({row["seed"] for row in r["per_seed"]}) == 3
+    assert r["derived_best"] == 3, r["per_seed"]
+    for row in r["per_seed"]:
+        for alphas in row["alphas"].values():
+            assert alphas["SoftmaxAttention"] > alphas["LinearAttention"]
