@@ -24,12 +24,15 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
 
     Keeps ``workers`` trials in flight. A trial whose worker dies is run again up to
     the experiment's ``max_attempts``; one over its ``timeout_s`` is cancelled and
-    failed. Every few seconds the driver and its running trials send a heartbeat.
+    failed. Every ``HEARTBEAT_S`` seconds the driver and its running trials send a
+    heartbeat (not on every turn of the loop: with short trials that would be a write
+    per trial). Trials that end together are stored in one transaction.
     """
     queue = state.start()                       # trials a previous driver left unfinished
     in_flight: dict[Any, tuple[Pending, float]] = {}
     exhausted = False
     timeout = state.exp.timeout_s
+    next_beat = time.monotonic() + HEARTBEAT_S   # new trials are stored with a heartbeat
     try:
         while True:
             while len(in_flight) < workers and \
@@ -48,7 +51,9 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
                 in_flight[handle] = (pending, time.monotonic())
             if not in_flight:
                 break
-            for handle in executor.wait(list(in_flight), 1, timeout=HEARTBEAT_S):
+            finished = []
+            for handle in executor.wait(list(in_flight), 1,
+                                        timeout=max(0.0, next_beat - time.monotonic())):
                 pending, _ = in_flight.pop(handle)
                 try:
                     outcome = executor.result(handle)
@@ -56,7 +61,8 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
                     queue.append(state.lost(pending, f"worker died: {type(e).__name__}: "
                                                      f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
                     continue
-                state.finish(pending, outcome)
+                finished.append((pending, outcome))
+            state.finish_many(finished)         # one transaction for all done at once
             if timeout:
                 now = time.monotonic()
                 for handle, (pending, started) in list(in_flight.items()):
@@ -65,7 +71,9 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int)
                         del in_flight[handle]
                         state.finish(pending, failure(f"timed out: still running after the "
                                                       f"time limit of {timeout} s"))
-            state.heartbeat(p for p, _ in in_flight.values())
+            if time.monotonic() >= next_beat:
+                state.heartbeat(p for p, _ in in_flight.values())
+                next_beat = time.monotonic() + HEARTBEAT_S
     except BaseException:
         for handle in in_flight:
             executor.cancel(handle)

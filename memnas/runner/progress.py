@@ -13,15 +13,30 @@ class Progress:
     On a terminal the line is redrawn in place; otherwise one line is printed per update.
     """
 
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24,
+                 min_interval: float | None = None) -> None:
         self.total = total
         self.stream = stream or sys.stderr
         self.width = width
         self.start = time.monotonic()
         self.tty = getattr(self.stream, "isatty", lambda: False)()
+        # Hundreds of short trials a second would otherwise spend their time printing.
+        self.min_interval = (0.1 if self.tty else 1.0) if min_interval is None else min_interval
+        self._shown = float("-inf")
+        self._held: tuple[int, int, str] | None = None
 
     def update(self, done: int, failed: int, best: str = "") -> None:
-        """Redraws the line with ``done`` finished trials of which ``failed`` failed."""
+        """Redraws the line with ``done`` finished trials of which ``failed`` failed.
+
+        At most one line per ``min_interval`` seconds (0.1 s on a terminal, 1 s
+        otherwise); the line of the last trial, and the last one held back when the
+        display is closed, are always shown.
+        """
+        now = time.monotonic()
+        if done < self.total and now - self._shown < self.min_interval:
+            self._held = (done, failed, best)
+            return
+        self._shown, self._held = now, None
         frac = done / self.total if self.total else 1.0
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
@@ -34,7 +49,10 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
-        """Ends the line on a terminal."""
+        """Shows a line held back, then ends the line on a terminal."""
+        if self._held is not None:
+            self._shown = float("-inf")
+            self.update(*self._held)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

@@ -35,6 +35,7 @@ import pyglove as pg
 from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
 from memnas.measurement import Context
+from memnas.runner._decode import Decoder
 from memnas.runner._records import (
     decisions_of,
     dna_from_json,
@@ -64,6 +65,7 @@ class Pending:
     candidate: Any
     launch: bool = True  # False: answered by the equivalence cache, nothing to run
     artifact: dict[str, Any] | None = None  # the algorithm's input artifact, if any
+    marked_running: bool = False  # its row already says running for this attempt
 
     @property
     def id(self) -> int:
@@ -85,6 +87,7 @@ class SearchState:
         self.store = store
         self.progress = progress
         self.spec = pg.dna_spec(experiment.space)
+        self.decoder = Decoder(experiment.space)
         self.algorithm = experiment.make_algorithm()
         self.algorithm.setup(self.spec)
         self.multi = bool(getattr(self.algorithm, "multi_objective", False))
@@ -155,7 +158,7 @@ class SearchState:
             dna = self.algorithm.propose()
         except StopIteration:
             return None  # see `waiting` for "nothing until a running trial reports back"
-        candidate = pg.materialize(self.exp.space, dna)
+        candidate = self.decoder(dna)
         sym = symbolic_hash(candidate)
         give = getattr(self.algorithm, "artifact_for", None)
         payload = give(dna) if give is not None else None
@@ -163,13 +166,18 @@ class SearchState:
             if self.cache and payload is None else ("miss", None, None)
         fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
                       candidate=canonical_json(candidate, normalise=False),
-                      summary=summary_of(candidate), sym_hash=sym, fn_hash=fn)
+                      summary=summary_of(candidate), sym_hash=sym, fn_hash=fn, attempt=1)
         if kind == "attach":
             fields.update(cached_from=found.id, cache_kind="attached")
-        trial_id, number = self.store.add_trial(self.exp_id, **fields)
-        seed = trial_seed(self.exp.seed, number)
-        pending = Pending({**fields, "id": trial_id, "number": number, "seed": seed,
-                           "attempt": 1}, dna, candidate, artifact=payload)
+        elif kind == "miss":  # it will run: stored as running at once, one write less
+            now = utcnow()
+            fields.update(status="running", started_at=now, heartbeat_at=now)
+        base = self.exp.seed
+        trial_id, number = self.store.add_trial(
+            self.exp_id, derive=lambda n: {"seed": trial_seed(base, n)}, **fields)
+        pending = Pending({**fields, "id": trial_id, "number": number,
+                           "seed": trial_seed(base, number)}, dna, candidate, artifact=payload,
+                          marked_running=fields["status"] == "running")
         if payload is not None:
             self.store.save_artifact(trial_id, "input", payload)
             return pending
@@ -203,17 +211,21 @@ class SearchState:
         self.store.clear_curve(trial["id"])
         self.store.update_trial(trial["id"], cached_from=None, cache_kind=None)
         dna = dna_from_json(trial["dna"], self.spec)
-        pending = Pending(trial, dna, pg.materialize(self.exp.space, dna),
+        pending = Pending(trial, dna, self.decoder(dna),
                           artifact=self.store.load_artifact(trial["id"], "input"))
         if self.cache and pending.artifact is None:
             self.cache.launched(pending)
         return pending
 
     def context(self, pending: Pending) -> Context:
-        """The evaluator's view of a trial; marks the trial running."""
+        """The evaluator's view of a trial; marks the trial running (a new trial that
+        will run was stored as running by `propose`)."""
         t = pending.trial
-        self.store.update_trial(t["id"], status="running", started_at=utcnow(), seed=t["seed"],
-                                attempt=t["attempt"], heartbeat_at=utcnow())
+        if not pending.marked_running:
+            now = utcnow()
+            self.store.update_trial(t["id"], status="running", started_at=now, seed=t["seed"],
+                                    attempt=t["attempt"], heartbeat_at=now)
+            pending.marked_running = True
         return Context(seed=t["seed"], trial=t["number"], experiment=self.exp.name,
                        budget=dict(self.exp.budget), num_cpus=self.exp.resources["num_cpus"],
                        num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact)
@@ -229,21 +241,47 @@ class SearchState:
         Raises:
           ConfigError: a completed result lacks one of the objectives (it is stored first).
         """
-        pending = trial if isinstance(trial, Pending) else None
-        trial = pending.trial if pending else trial
+        return self.finish_many([(trial, outcome)])[0]
+
+    def finish_many(self, items: Iterable[tuple[dict[str, Any] | Pending, dict[str, Any]]]
+                    ) -> list[str]:
+        """Like `finish` for several trials: all are stored in one transaction, then each
+        is fed back to the algorithm in order. Returns their final statuses.
+
+        Raises:
+          ConfigError: a completed result lacks one of the objectives (all are stored first).
+        """
         limit = self.exp.timeout_s
-        if outcome["status"] == "completed" and limit and (outcome.get("wall_time") or 0) > limit:
-            outcome = {**outcome, "status": "failed",
-                       "error": f"evaluation took {outcome['wall_time']:.1f} s, over the time "
-                                f"limit of {limit} s"}
-        extra = {k: outcome[k] for k in ("cached_from", "cache_kind", "saved_time") if k in outcome}
-        self.store.update_trial(
-            trial["id"], curve=outcome.get("curve", ()), status=outcome["status"],
-            metrics=outcome["metrics"], costs=outcome["costs"], error=outcome.get("error"),
-            node=outcome.get("node"), wall_time=outcome.get("wall_time"), finished_at=utcnow(),
-            **extra)
-        if outcome["status"] == "completed" and outcome.get("artifact") is not None:
-            self.store.save_artifact(trial["id"], "output", outcome["artifact"])
+        done, updates = [], []
+        for trial, outcome in items:
+            pending = trial if isinstance(trial, Pending) else None
+            trial = pending.trial if pending else trial
+            if outcome["status"] == "completed" and limit and \
+                    (outcome.get("wall_time") or 0) > limit:
+                outcome = {**outcome, "status": "failed",
+                           "error": f"evaluation took {outcome['wall_time']:.1f} s, over the "
+                                    f"time limit of {limit} s"}
+            extra = {k: outcome[k] for k in ("cached_from", "cache_kind", "saved_time")
+                     if k in outcome}
+            updates.append((trial["id"], outcome.get("curve", ()), dict(
+                status=outcome["status"], metrics=outcome["metrics"], costs=outcome["costs"],
+                error=outcome.get("error"), node=outcome.get("node"),
+                wall_time=outcome.get("wall_time"), finished_at=utcnow(), **extra)))
+            done.append((pending, trial, outcome, extra))
+        if not updates:
+            return []
+        self.store.update_trials(updates)
+        for _, trial, outcome, _ in done:
+            if outcome["status"] == "completed" and outcome.get("artifact") is not None:
+                self.store.save_artifact(trial["id"], "output", outcome["artifact"])
+        for pending, trial, outcome, extra in done:
+            self._fed_back(pending, trial, outcome, extra)
+        self.show()
+        return [outcome["status"] for _, _, outcome, _ in done]
+
+    def _fed_back(self, pending: Pending | None, trial: dict[str, Any],
+                  outcome: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Counts a stored outcome, feeds it to the algorithm, settles its waiting twins."""
         self._count({"status": outcome["status"], **outcome})
         waiters = self.cache.settled(pending) if (self.cache and pending) else []
         if outcome["status"] in ("completed", "cached"):
@@ -260,10 +298,9 @@ class SearchState:
                           else self._output_artifact({**trial, **extra}))
                 self.algorithm.feedback(pending.dna,
                                         reward_of(values, self.exp.objectives, self.multi))
-        for waiter in waiters:
-            self.finish(waiter, EquivalenceCache.twin_outcome(pending, outcome))
-        self.show()
-        return outcome["status"]
+        if waiters:
+            self.finish_many((w, EquivalenceCache.twin_outcome(pending, outcome))
+                             for w in waiters)
 
     def _output_artifact(self, trial: dict[str, Any]) -> dict[str, Any] | None:
         """A finished trial's output artifact, or its cache source's for a cached trial."""

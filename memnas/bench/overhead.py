@@ -1,0 +1,147 @@
+"""`memnas bench overhead`: no-op trials per second through memnas, plain Ray Tune and Optuna+SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Any
+
+# One no-op search, the same in all three systems: a float and a three-way choice drawn
+# at random, an objective that returns a constant at once, every trial recorded.
+_WIDTHS = (16, 32, 64)
+
+
+def noop_evaluate(candidate: Any, ctx: Any) -> dict[str, float]:
+    """The memnas evaluator: returns at once."""
+    return {"accuracy": 0.0}
+
+
+def noop_trainable(config: dict[str, Any]) -> dict[str, float]:
+    """The Ray Tune function trainable: returns at once (its return value is the result)."""
+    return {"accuracy": 0.0}
+
+
+def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dict[str, Any]:
+    """Runs ``trials`` no-op trials through memnas (Ray, SQLite), Ray Tune and Optuna+SQLite.
+
+    Ray is started once, timed on its own (``ray_start_s``), and shared by the memnas
+    and Tune runs, so ``memnas_tps`` and ``tune_tps`` are rates on a running Ray: each
+    is ``trials`` over the wall time of one whole run (``Experiment.run`` / ``Tuner.fit``,
+    with their own setup, first-task worker start and teardown). The ``*_tps_with_start``
+    figures add the Ray start to both. Optuna needs no Ray.
+
+    Args:
+      quick: a small run (tests): 40 trials.
+      trials: trials per system (default 1000; quick 40).
+      workers: trials in flight at once in memnas and Tune (Optuna runs one at a time,
+        in the calling thread, as `study.optimize` does by default).
+
+    Returns:
+      ``trials``, ``workers``, ``ray_start_s``, ``memnas_tps``, ``tune_tps``,
+      ``optuna_sqlite_tps``, the ``*_wall_s`` of each run, ``*_tps_with_start`` and the
+      ratios ``memnas_vs_tune`` and ``memnas_vs_optuna``.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    trials = trials or (40 if quick else 1000)
+    folder = tempfile.mkdtemp(prefix="memnas-bench-overhead-")
+    out: dict[str, Any] = {"trials": trials, "workers": workers, "cpus": os.cpu_count()}
+    try:
+        started_here = not ray.is_initialized()
+        t0 = time.perf_counter()
+        if started_here:
+            ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1),
+                     include_dashboard=False, logging_level="ERROR")
+        out["ray_start_s"] = time.perf_counter() - t0
+        try:
+            out["memnas_wall_s"] = _memnas(trials, workers, folder)
+            out["tune_wall_s"] = _tune(trials, workers, folder)
+        finally:
+            if started_here:
+                ray.shutdown()
+        out["optuna_sqlite_wall_s"] = _optuna(trials, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in ("memnas", "tune", "optuna_sqlite"):
+        out[f"{name}_tps"] = trials / out[f"{name}_wall_s"]
+    for name in ("memnas", "tune"):
+        out[f"{name}_tps_with_start"] = trials / (out[f"{name}_wall_s"] + out["ray_start_s"])
+    out["memnas_vs_tune"] = out["memnas_tps"] / out["tune_tps"]
+    out["memnas_vs_optuna"] = out["memnas_tps"] / out["optuna_sqlite_tps"]
+    _print(out)
+    return out
+
+
+def _memnas(trials: int, workers: int, folder: str) -> float:
+    import pyglove as pg
+
+    import memnas
+
+    exp = memnas.Experiment(
+        name="overhead", space=pg.Dict(x=pg.floatv(0.0, 1.0), width=pg.oneof(list(_WIDTHS))),
+        evaluator=noop_evaluate, algorithm="random", objectives={"accuracy": "max"},
+        store=f"sqlite:///{os.path.join(folder, 'memnas.db')}")
+    start = time.perf_counter()
+    result = exp.run(max_trials=trials, workers=workers, executor="ray")
+    wall = time.perf_counter() - start
+    counts = result.counts()
+    if sum(counts.values()) != trials or counts.get("failed"):
+        raise RuntimeError(f"memnas overhead run stored {counts}, expected {trials} finished")
+    return wall
+
+
+def _tune(trials: int, workers: int, folder: str) -> float:
+    from ray import tune
+
+    tuner = tune.Tuner(
+        noop_trainable,
+        param_space={"x": tune.uniform(0.0, 1.0), "width": tune.choice(list(_WIDTHS))},
+        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=workers,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name="overhead", storage_path=os.path.join(folder, "tune"),
+                                  verbose=0))
+    start = time.perf_counter()
+    grid = tuner.fit()
+    wall = time.perf_counter() - start
+    if len(grid) != trials or grid.errors:
+        raise RuntimeError(f"Ray Tune ran {len(grid)} trials with {len(grid.errors)} errors, "
+                           f"expected {trials}")
+    return wall
+
+
+def _optuna(trials: int, folder: str) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: Any) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.suggest_categorical("width", list(_WIDTHS))
+        return 0.0
+
+    start = time.perf_counter()
+    study = optuna.create_study(storage=f"sqlite:///{os.path.join(folder, 'optuna.db')}",
+                                sampler=optuna.samplers.RandomSampler(seed=0),
+                                direction="maximize")
+    study.optimize(objective, n_trials=trials)
+    wall = time.perf_counter() - start
+    if len(study.trials) != trials:
+        raise RuntimeError(f"Optuna stored {len(study.trials)} trials, expected {trials}")
+    return wall
+
+
+def _print(o: dict[str, Any]) -> None:
+    print(f"memnas bench overhead: {o['trials']} no-op trials per system, {o['workers']} in "
+          f"flight (memnas, Tune), {o['cpus']} CPUs")
+    print(f"  Ray start (shared by memnas and Tune, not in their rates): {o['ray_start_s']:.2f} s")
+    print(f"  memnas (random search, Ray tasks, SQLite): {o['memnas_tps']:8.1f} trials/s "
+          f"({o['memnas_wall_s']:.2f} s; {o['memnas_tps_with_start']:.1f}/s with Ray start)")
+    print(f"  Ray Tune (reuse_actors=True):              {o['tune_tps']:8.1f} trials/s "
+          f"({o['tune_wall_s']:.2f} s; {o['tune_tps_with_start']:.1f}/s with Ray start)")
+    print(f"  Optuna (RandomSampler, SQLite):            {o['optuna_sqlite_tps']:8.1f} trials/s "
+          f"({o['optuna_sqlite_wall_s']:.2f} s)")
+    print(f"  memnas / Tune: {o['memnas_vs_tune']:.1f}x; memnas / Optuna+SQLite: "
+          f"{o['memnas_vs_optuna']:.2f}x")
