@@ -82,14 +82,17 @@ def _body(name: str, exp_id: int) -> None:
 
 def _counts_row(counts: data.Counts, df: Any, objectives: dict[str, str],
                 cache: dict[str, float] | None) -> None:
-    cols = st.columns(7 + min(len(objectives), 2))
+    cols = st.columns(7)
     rate = analysis.cache_rate(cache) if cache else None
     for col, (label, value) in zip(cols, [
             ("trials", counts.total), ("completed", counts.completed), ("cached", counts.cached),
             ("failed", counts.failed), ("running", counts.running), ("pending", counts.pending),
             ("cache hit rate", "–" if rate is None else f"{100 * rate:.0f}%")]):
-        col.metric(label, value)
-    for col, (obj, direction) in zip(cols[7:], objectives.items()):
+        col.metric(label, f"{value:,}" if isinstance(value, int) else value)
+    if not objectives:
+        return
+    cols = st.columns(max(len(objectives), 4))
+    for col, (obj, direction) in zip(cols, objectives.items()):
         best = data.best_value(df, obj, direction)
         col.metric(f"best {obj} ({direction})", "–" if best is None else f"{best:.4g}")
 

@@ -71,7 +71,6 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
         cols = st.columns(min(len(values), 6))
         for i, (k, v) in enumerate(values.items()):
             cols[i % len(cols)].metric(k, f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
-    st.subheader("Architecture")
     dia = architecture.diagram(t.get("candidate") or "{}")
     st.plotly_chart(plots.plot_diagram(dia), key="memnas_arch", width="stretch")
     left, right = st.columns(2)

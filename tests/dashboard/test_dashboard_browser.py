@@ -1,0 +1,130 @@
+"""`memnas dashboard` on a real store, every page loaded in headless Chromium (slow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from dashboard_helpers import MEMORY, TWO
+from memnas.dashboard import _browser
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = _browser.find_chromium()
+try:
+    import playwright.sync_api  # noqa: F401
+    HAVE_PLAYWRIGHT = True
+except ImportError:
+    HAVE_PLAYWRIGHT = False
+
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None or not HAVE_PLAYWRIGHT,
+    reason=("no Chromium found (apt-get install chromium, or set MEMNAS_CHROMIUM)"
+            if CHROMIUM is None else "the playwright package is missing (pip install -e .[dev])"))
+
+PAGES = [
+    ("experiments", "/experiments", _browser.TABLE_JS),
+    ("experiment", f"/experiment?experiment={TWO}", _browser.EXPERIMENT_JS),
+    ("trial", f"/trial?experiment={MEMORY}&trial=0", _browser.title_js("Architecture")),
+    ("compare", "/compare", _browser.title_js("Pareto fronts")),
+]
+
+
+@pytest.fixture(scope="module")
+def served(dashboard_store, tmp_path_factory):
+    """`memnas dashboard` (the CLI) on the test store, on a free port."""
+    port = _browser.free_port()
+    log = tmp_path_factory.mktemp("dashboard_server") / "server.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "memnas.cli", "dashboard", "--store",
+                                 dashboard_store, "--port", str(port)],
+                                stdout=f, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.3)
+        yield base
+    finally:
+        children = _children(proc.pid)  # Streamlit, started by the CLI's launcher
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the launcher stops Streamlit and exits
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.stdout.split()]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with _browser.browser(CHROMIUM) as b:
+        yield b
+
+
+@needs_browser
+@pytest.mark.parametrize("name,path,ready", PAGES, ids=[p[0] for p in PAGES])
+def test_page_renders_without_errors(served, browser, tmp_path, name, path, ready):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        seconds = _browser.load(page, served + path, ready, timeout_s=90)
+        shot = tmp_path / f"{name}.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 20_000  # a drawn page, not a blank skeleton
+        assert _browser.errors(page) == []
+        text = page.inner_text("body")
+        assert "Traceback" not in text and "StreamlitAPIException" not in text
+        assert seconds < 90
+    finally:
+        page.close()
+
+
+@needs_browser
+def test_an_error_on_the_page_is_detected(served, browser):
+    page = browser.new_page()
+    try:
+        _browser.load(page, served + "/experiment?experiment=nope")
+        page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=30_000)
+        problems = _browser.errors(page)
+        assert len(problems) == 1 and "no experiment named 'nope'" in problems[0]
+    finally:
+        page.close()
+
+
+@needs_browser
+def test_clicking_a_trials_row_offers_its_trial_page(served, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        _browser.load(page, served + f"/trial?experiment={TWO}&trial=3",
+                      _browser.title_js("Architecture"), timeout_s=90)
+        assert f"{TWO} · trial 3" in page.inner_text("h1")
+        page.get_by_role("link", name=f"Back to {TWO}").click()
+        page.wait_for_function(_browser.EXPERIMENT_JS, timeout=90_000)
+        assert page.url.split("?")[0].endswith("/experiment")
+        assert _browser.errors(page) == []
+    finally:
+        page.close()
