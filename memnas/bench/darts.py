@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Any
 
-FULL = {"seeds": 5, "d_model": 32, "epochs": 8, "steps_per_epoch": 40, "eval_steps": 300,
+FULL = {"seeds": 5, "d_model": 32, "epochs": 8, "steps_per_epoch": 40, "eval_steps": 500,
         "weightings": ("softmax", "max_w")}
 QUICK = {"seeds": 3, "d_model": 16, "epochs": 4, "steps_per_epoch": 25, "eval_steps": 100,
          "weightings": ("softmax",)}
@@ -59,7 +59,7 @@ def search(weighting: str, cfg: dict[str, Any], url: str, name: str) -> dict[str
         rows.append({"seed": int(s["seed"]), "alphas": alphas, "derived": d["summary"],
                      "derived_mixers": mixers, "derived_best": all(m == BEST for m in mixers),
                      "supernet_accuracy": float(s["accuracy"]),
-                     "derived_accuracy": float(d["accuracy"]),
+                     "derived_accuracy": float(d["accuracy"]), "derived_status": d["status"],
                      "supernet_s": float(s["wall_time"])})
     return {"weighting": weighting, "seeds": len(rows),
             "derived_best": sum(r["derived_best"] for r in rows), "per_seed": rows,

@@ -221,6 +221,13 @@ def test_two_workers_wait_for_the_supernet(sqlite_url):
     assert len(df) == 2 and set(df["status"]) == {"completed"}  # one round: exactly two trials
 
 
+def test_ray_workers_run_the_supernet_then_the_derived_trial(sqlite_url):
+    result = _experiment(sqlite_url).run(max_trials=2, workers=2, executor="ray")
+    df = result.trials().sort_values("number")
+    assert list(df["status"]) == ["completed", "completed"]
+    assert df["supernet"].iloc[0] == 1.0 and result.artifact(0)["alphas"]["d0"].shape == (2,)
+
+
 def test_by_name_and_a_user_space(sqlite_url):
     space = user.space()
     algo = make_algorithm("sharp_darts", epochs=2, steps_per_epoch=5, batch_size=32)
@@ -241,6 +248,8 @@ def test_bench_derives_attention_from_every_seed_small(sqlite_url):
     r = bench.search("softmax", cfg, sqlite_url, "bench-small")
     assert r["seeds"] == 3 and len({row["seed"] for row in r["per_seed"]}) == 3
     assert r["derived_best"] == 3, r["per_seed"]
+    # Every seed derived the same model: the equivalence cache answers the repeats.
+    assert [row["derived_status"] for row in r["per_seed"]] == ["completed", "cached", "cached"]
     for row in r["per_seed"]:
         for alphas in row["alphas"].values():
             assert alphas["SoftmaxAttention"] > alphas["LinearAttention"]
