@@ -1,4 +1,4 @@
-"""`memnas bench lth`: lottery tickets on digits: IMP vs random re-initialisation vs random pruning."""
+"""`memnas bench lth`: lottery tickets on digits vs random re-initialisation and random pruning."""
 
 from __future__ import annotations
 

@@ -122,6 +122,9 @@ class SparseTrainEvaluator:
       prune_steps: For a magnitude `SparseNet` without input masks: train densely this
         many steps, take the masks from the trained magnitudes and rewind to the
         initial weights (one-shot lottery-ticket pruning); 0 prunes at initialisation.
+      init_seed: Initialise every candidate from this seed (subnetworks of one
+        initialised parent, as in the node-space search); None: ``ctx.seed``.
+      data_seed: Minibatch order for every candidate; None: ``ctx.seed``.
     """
 
     data: Digits = Digits()
@@ -131,6 +134,8 @@ class SparseTrainEvaluator:
     report_every: int = 50
     return_weights: bool = False
     prune_steps: int = 0
+    init_seed: int | None = None
+    data_seed: int | None = None
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Trains and measures ``candidate``; see the class docstring."""
@@ -146,8 +151,8 @@ class SparseTrainEvaluator:
     def _run(self, candidate: Any, ctx: Context, art: Mapping[str, Any]) -> Measurement:
         split = self.data.load()
         parent = candidate.parent if isinstance(candidate, SparseNet) else candidate
-        init_seed = int(art.get("init_seed", ctx.seed))
-        data_seed = int(art.get("data_seed", ctx.seed))
+        init_seed = int(art.get("init_seed", _first(self.init_seed, ctx.seed)))
+        data_seed = int(art.get("data_seed", _first(self.data_seed, ctx.seed)))
         torch.manual_seed(init_seed)
         model = parent.build()
         if art.get("weights") is not None:
@@ -187,10 +192,15 @@ class SparseTrainEvaluator:
                    "weights": float(sum(kept.values())), "params": float(params)},
             curve=list(run.curve))
         if self.return_weights or art.get("return_weights"):
-            m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()}, "prunable": names,
+            m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()},
+                          "prunable": names,
                           "final": _numpy(run.final),
                           "rewind": _numpy(run.rewind) if run.rewind is not None else None}
         return m
+
+
+def _first(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _snapshot(model: torch.nn.Module) -> State:
@@ -202,9 +212,11 @@ def _numpy(state: State) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def _score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: str) -> tuple[float, float]:
+def _score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray,
+           device: str) -> tuple[float, float]:
     model.eval()
     logits = model(torch.from_numpy(x).to(device))
     target = torch.from_numpy(y).to(device)
     model.train()
-    return float((logits.argmax(-1) == target).float().mean()), float(F.cross_entropy(logits, target))
+    accuracy = float((logits.argmax(-1) == target).float().mean())
+    return accuracy, float(F.cross_entropy(logits, target))

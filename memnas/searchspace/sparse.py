@@ -141,7 +141,8 @@ class SparseNet(pg.Object):
             type(self.parent).__name__
         s = self.sparsity
         amount = "/".join(f"{v:.2f}" for v in s) if isinstance(s, (list, tuple)) else f"{s:.3f}"
-        units = "" if self.units is None else f", units {[len(u) for u in self.units]}/{self.groups}"
+        units = "" if self.units is None else \
+            f", units {[len(u) for u in self.units]}/{self.groups}"
         return f"{parent}, sparsity {amount} ({self.criterion}, {self.scope}, {self.init}{units})"
 
 

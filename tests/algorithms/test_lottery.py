@@ -1,4 +1,4 @@
-"""Lottery-ticket IMP: mask steps, rewinding, controls, the real driver (local, Ray, resume), bench."""
+"""Lottery-ticket IMP: mask steps, rewinding, controls, the driver (local, Ray, resume), bench."""
 
 import numpy as np
 import pyglove as pg
@@ -40,10 +40,7 @@ def _exp(url, name="imp", **options):
 
 def _by_key(result):
     """{(chain, round, role): (test accuracy, sparsity)} from the store."""
-    from memnas.store import Store
-
-    store = Store(result._store.url) if hasattr(result._store, "url") else result._store
-    rows = store.trials(store.experiment(result.name)["id"])
+    rows = result._store.trials(result.experiment["id"])  # the DNA metadata names the chain
     out = {}
     for t in rows:
         meta = t["dna"]["metadata"]

@@ -1,4 +1,4 @@
-"""Digits/MNIST loading and masked training: splits, IDX files, zeros stay zero, rewind snapshots."""
+"""Digits/MNIST loading and masked training: splits, IDX files, zeros stay zero, rewinds."""
 
 import gzip
 import struct
@@ -106,4 +106,5 @@ def test_evaluator_reports_exact_sparsity_curve_and_weights_on_request():
     assert again.metrics == m.metrics  # same seed, same result
     art = again.artifact
     assert set(art) >= {"masks", "final", "rewind", "prunable"}
-    assert float(np.abs(art["final"]["layers.0.weight"][~art["masks"]["layers.0.weight"]]).max()) == 0
+    pruned = ~art["masks"]["layers.0.weight"]
+    assert float(np.abs(art["final"]["layers.0.weight"][pruned]).max()) == 0
