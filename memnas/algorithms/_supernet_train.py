@@ -1,4 +1,4 @@
-"""Bilevel supernet training (DARTS / sharpDARTS) and `SupernetEvaluator`, which runs it as a trial."""
+"""Bilevel supernet training (DARTS, sharpDARTS) and `SupernetEvaluator`, which runs it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`SharpDARTS`: differentiable, weight-sharing search (sharpDARTS, Hundt et al. 2019) as a DNA generator."""
+"""`SharpDARTS`: differentiable weight-sharing search (sharpDARTS, Hundt et al. 2019)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ ROLE = "sharp_darts"  # DNA metadata key: "supernet" or "derived"
     ("weighting", pg.typing.Enum("softmax", list(WEIGHTINGS)),
      "How a mixed operation weights its choices: 'softmax' (DARTS) or 'max_w' (sharpDARTS)."),
     ("epochs", pg.typing.Int(min_value=1, default=10), "Supernet training epochs."),
-    ("steps_per_epoch", pg.typing.Int(min_value=1, default=40), "Weight (and alpha) steps per epoch."),
+    ("steps_per_epoch", pg.typing.Int(min_value=1, default=40),
+     "Weight (and alpha) steps per epoch."),
     ("batch_size", pg.typing.Int(min_value=1).noneable(),
      "Batch size; None: the task evaluator's."),
     ("lr", pg.typing.Float(min_value=0.0, default=3e-3), "Peak weight learning rate (AdamW)."),

@@ -1,4 +1,4 @@
-"""`memnas bench darts`: does sharpDARTS derive the clearly best mixer on MQAR, from several seeds?"""
+"""`memnas bench darts`: does sharpDARTS derive the clearly best mixer on MQAR from every seed?"""
 
 from __future__ import annotations
 
