@@ -124,6 +124,8 @@ def test_imp_through_the_driver_matches_the_inline_bench_loop(sqlite_url):
     # Masks and rewind weights travel as artifacts; the front is accuracy vs remaining weights.
     assert set(result.artifact(1, "input")) >= {"masks", "weights", "start_step"}
     assert set(result.artifact(0)) >= {"masks", "final", "rewind"}
+    curve = result.curve(4)  # round 2's ticket: its training curve is stored
+    assert {"loss", "val_accuracy"} <= set(curve["name"])
     front = result.pareto_front()
     assert len(front) >= 1 and front["remaining"].min() < 1.0
 
