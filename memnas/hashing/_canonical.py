@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import pyglove as pg
@@ -39,8 +40,13 @@ def canonicalize(value: Any) -> Any:
 
 
 def canonical_json(obj: Any, normalise: bool = True) -> str:
-    """JSON of a (canonicalised) symbolic value with sorted keys and no spaces."""
-    value = canonicalize(obj) if normalise else obj
+    """JSON of a (canonicalised) symbolic value with sorted keys and no spaces.
+
+    A value with nothing to normalise (no component declaring ``canonical()``, no
+    ``-0.0``), as plain hyperparameter dicts are, is written as it is: rebuilding it
+    would give the same JSON at a far higher cost.
+    """
+    value = canonicalize(obj) if normalise and _has_rules(obj) else obj
     return json.dumps(pg.to_json(value), sort_keys=True, separators=(",", ":"), default=repr)
 
 
@@ -51,3 +57,16 @@ def symbolic_hash(obj: Any) -> str:
     (see `canonicalize`) hash equal. Never Python's salted ``hash()``/``sym_hash()``.
     """
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def _has_rules(value: Any) -> bool:
+    """Whether `canonicalize` could change ``value``'s JSON: a ``canonical()`` rule or a -0.0."""
+    if isinstance(value, pg.Object):
+        if callable(getattr(value, "canonical", None)):
+            return True
+        return any(_has_rules(v) for v in value.sym_init_args.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_rules(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_rules(v) for v in value.values())
+    return isinstance(value, float) and value == 0.0 and math.copysign(1.0, value) < 0

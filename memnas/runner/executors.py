@@ -124,9 +124,10 @@ class RayExecutor(Executor):
         """Also returns the handles beyond ``n`` that are done already (no waiting for
         them), so the driver stores trials that ended together in one go."""
         handles = list(handles)
-        done, rest = self._ray.wait(handles, num_returns=min(n, len(handles)), timeout=timeout)
-        if done and rest:
-            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0)
+        done, rest = self._ray.wait(handles, num_returns=len(handles), timeout=0)
+        if len(done) < n and rest:  # too few done already: block for the rest of n
+            more, _ = self._ray.wait(rest, num_returns=min(n - len(done), len(rest)),
+                                     timeout=timeout)
             done = done + more
         return done
 
