@@ -34,7 +34,7 @@ class _Node:
         return len(self.rewards) + self.in_flight
 
 
-def walk(dna_spec: pg.DNASpec, decide: Callable[[pg.geno.DecisionPoint, list | None], Any],
+def _walk(dna_spec: pg.DNASpec, decide: Callable[[pg.geno.DecisionPoint, list | None], Any],
          out: list) -> None:
     """Makes a spec's decisions in DNA order, appending each decision's value to ``out``.
 
@@ -47,7 +47,7 @@ def walk(dna_spec: pg.DNASpec, decide: Callable[[pg.geno.DecisionPoint, list | N
     """
     if dna_spec.is_space:
         for element in dna_spec.elements:
-            walk(element, decide, out)
+            _walk(element, decide, out)
     elif isinstance(dna_spec, pg.geno.Choices):
         subs = [dna_spec] if dna_spec.num_choices == 1 else list(dna_spec.choice_specs)
         picks: list[int] = []
@@ -55,7 +55,7 @@ def walk(dna_spec: pg.DNASpec, decide: Callable[[pg.geno.DecisionPoint, list | N
             c = decide(sub, allowed_choices(dna_spec, picks))
             picks.append(c)
             out.append(c)
-            walk(sub.candidates[c], decide, out)
+            _walk(sub.candidates[c], decide, out)
     else:
         out.append(decide(dna_spec, None))
 
@@ -167,7 +167,7 @@ class MCTS(pg.geno.DNAGenerator):
             return value
 
         numbers: list = []
-        walk(self.dna_spec, decide, numbers)
+        _walk(self.dna_spec, decide, numbers)
         return numbers, path
 
     def _pick_search(self, dp: pg.geno.DecisionPoint, keys: list, node: _Node | None) -> tuple:
