@@ -23,6 +23,8 @@ def op_weights(alpha: torch.Tensor, weighting: str = "softmax") -> torch.Tensor:
     ``"softmax"`` (DARTS): ``w = softmax(alpha)``. ``"max_w"`` (sharpDARTS, Hundt et al.
     2019): ``1 - max(w) + w_i``, so the leading choice gets weight 1 and the others
     ``1 - (max(w) - w_i)``: every choice keeps training while the alphas separate.
+    Only the gap to the leader is learnt, so while every choice helps the loss the
+    alphas stay near a tie (with two choices they barely move: `memnas bench darts`).
 
     Args:
       alpha: Architecture weights of one decision, shape ``(n,)``.

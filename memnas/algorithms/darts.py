@@ -53,15 +53,17 @@ class SharpDARTS(pg.geno.DNAGenerator):
     the supernet of the space, where each module decision is a mixed operation, with
     these settings: bilevel (weights on training batches, alphas on validation
     batches), Cosine Power Annealing, Max-W or softmax weighting. Its curves (loss,
-    accuracy, ``alpha/<decision>/<choice>`` per epoch) and its output artifact (final
-    alphas and their trajectory) are stored with the trial. The second trial is the
-    derived architecture (argmax per decision, top k for a `manyof`; metadata
-    ``"derived"``), evaluated by the task evaluator like any candidate, equivalence
-    cache included.
+    accuracy, ``alpha/<decision>/<choice>``: the softmax of the alphas, per epoch) and
+    its output artifact (final alphas and their trajectory) are stored with the
+    trial. The second trial is the derived architecture (argmax per decision, top k
+    for a `manyof`; metadata ``"derived"``), evaluated by the task evaluator like any
+    candidate, equivalence cache included. The supernet trial's metrics are those of the mixed network,
+    marked ``supernet=1``; leave it out when ranking candidates.
 
     The generator holds only this decision logic; the training lives in the
-    evaluator. While every supernet is proposed and none has reported back it is
-    ``waiting``: its ``propose`` raises StopIteration and the memnas driver waits. It
+    evaluator. When all its supernets are proposed, no derived DNA is queued and a
+    supernet is still running, it is ``waiting``: its ``propose`` raises
+    StopIteration and the memnas driver waits for the running trials. It
     needs memnas's artifact channel (``artifact_for``/``feedback_artifact``); in plain
     ``pg.sample`` it proposes the supernet DNA only. `recover` rebuilds it from the
     stored trials (the DNA metadata tells the roles apart; supernet outputs are
