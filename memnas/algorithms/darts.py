@@ -57,8 +57,8 @@ class SharpDARTS(pg.geno.DNAGenerator):
     its output artifact (final alphas and their trajectory) are stored with the
     trial. The second trial is the derived architecture (argmax per decision, top k
     for a `manyof`; metadata ``"derived"``), evaluated by the task evaluator like any
-    candidate, equivalence cache included. The supernet trial's metrics are those of the mixed network,
-    marked ``supernet=1``; leave it out when ranking candidates.
+    candidate, equivalence cache included. The supernet trial's metrics are those of
+    the mixed network, marked ``supernet=1``; leave it out when ranking candidates.
 
     The generator holds only this decision logic; the training lives in the
     evaluator. When all its supernets are proposed, no derived DNA is queued and a
