@@ -103,7 +103,9 @@ def train_supernet(supernet: Supernet, task: Any, settings: SupernetSettings, se
     ``task.batch(n, seed)`` on separate seed streams. The curve, per epoch: ``loss``
     and ``accuracy`` (training batches), ``val_loss`` and ``val_accuracy`` (the
     batches the alphas learn from), ``lr``, and ``alpha/<decision>/<choice>``, the
-    softmax of each decision's alphas (also at step 0).
+    softmax of each decision's alphas (also at step 0). ``<decision>`` is the
+    decision's name or id, which may hold a ``/`` (``layers[=1/2][0].mixer``): the
+    choice is what follows the last ``/``.
 
     Args:
       supernet: From `build_supernet`.
