@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
 import time
 from typing import Any
 
 TARGET_S = 3.0
+SMALL = 100
+"""Trials of the reference experiment timed beside the big one (the page's fixed cost)."""
 
 
 def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
@@ -18,28 +21,41 @@ def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
     the trials table are visible.
 
     Cold: the first visit after the server started (nothing cached: the trials are read
-    from SQL). Warm: the median of ``warm_runs`` reloads (cached reads, fresh page).
+    from SQL; the server's Python modules load on this visit too). Warm: the median of
+    ``warm_runs`` visits after it, each in a fresh tab (cached reads; the browser still
+    loads and compiles Streamlit's and Plotly's scripts). In app: the median of
+    ``warm_runs`` navigations inside the open app (trial page -> its experiment), the
+    way a user moves between pages.
 
     Prints and returns: ``trials``, ``render_s`` (the cold figure, the one to hold to the
-    3 s target), ``render_s_cold``, ``render_s_warm``, ``read_s`` (the page's SQL read of
+    3 s target), ``render_s_cold``, ``render_s_warm``, ``render_s_in_app``, ``read_s`` (the page's SQL read of
     all trials, alone), ``pareto_s`` (front of all points plus the drawn sample),
-    ``fill_s``, ``baseline_s`` (the Experiments page, one small table, warm: the fixed
-    cost of Streamlit and the browser on this machine), ``load_avg`` (the machine's
-    1-minute load average during the run) and ``cpus``.
+    ``fill_s``, ``small_render_s_first`` / ``small_render_s_warm`` (the same page for a
+    100-trial experiment in the same server: the page's fixed cost on this machine, so
+    the difference is what the trial count adds), ``load_avg`` (the machine's 1-minute
+    load average during the run) and ``cpus``.
 
     Raises:
       RuntimeError: no Chromium (install the ``chromium`` package).
       ImportError: no ``playwright`` (``pip install -e .[dev]``).
     """
+    trials = trials or (10_000 if quick else 100_000)
+    folder = tempfile.mkdtemp(prefix="memnas-bench-dashboard-")
+    try:
+        return _run(folder, trials, warm_runs, screenshot)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> dict[str, Any]:
     from memnas.bench._synthetic import fill
     from memnas.dashboard import _browser, _sql, data
     from memnas.store import Store
 
-    trials = trials or (10_000 if quick else 100_000)
-    folder = tempfile.mkdtemp(prefix="memnas-bench-dashboard-")
     url = f"sqlite:///{os.path.join(folder, 'store.db')}"
     start = time.perf_counter()
     exp_id = fill(url, trials, name="synthetic")
+    fill(url, SMALL, name="small", seed=1)
     out: dict[str, Any] = {"trials": trials, "fill_s": time.perf_counter() - start,
                            "target_s": TARGET_S, "cpus": os.cpu_count()}
 
@@ -69,11 +85,26 @@ def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
             if screenshot and i == 0:
                 page.screenshot(path=screenshot)
             page.close()
-        # The same machine's fixed cost: the small Experiments page (one short table).
+        # In the open app (its scripts loaded): from a trial back to the experiment.
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        out["baseline_s"] = _browser.load(page, base + "/experiments", _browser.TABLE_JS,
-                                          timeout_s=120)
+        in_app = []
+        for i in range(warm_runs):
+            _browser.load(page, base + "/trial?experiment=synthetic&trial=1",
+                          _browser.title_js("Architecture"), timeout_s=180)
+            in_app.append(_browser.navigate(page, "Back to synthetic", _browser.EXPERIMENT_JS,
+                                            timeout_s=180))
         page.close()
+        # The same page for a 100-trial experiment: what the page costs on this machine
+        # at any size, so that the difference is what 100k trials add.
+        small = []
+        for i in range(1 + warm_runs):
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            small.append(_browser.load(page, base + "/experiment?experiment=small",
+                                       _browser.EXPERIMENT_JS, timeout_s=180))
+            page.close()
+        out["small_render_s_first"] = small[0]
+        out["small_render_s_warm"] = statistics.median(small[1:]) if small[1:] else small[0]
+    out["render_s_in_app"] = statistics.median(in_app) if in_app else None
     out["load_avg"] = os.getloadavg()[0]
     out["render_s_cold"] = loads[0]
     out["render_s_warm"] = statistics.median(loads[1:]) if loads[1:] else loads[0]
@@ -85,8 +116,11 @@ def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
     print(f"  render (navigation start -> Pareto chart and trials table visible): "
           f"cold {out['render_s_cold']:.2f} s, warm {out['render_s_warm']:.2f} s "
           f"(target {TARGET_S:.0f} s: {'met' if out['under_target'] else 'missed'})")
-    print(f"  baseline: the Experiments page (one small table) renders in "
-          f"{out['baseline_s']:.2f} s on this machine now")
+    if out["render_s_in_app"] is not None:
+        print(f"  in the open app (trial page -> Experiment page link): "
+              f"{out['render_s_in_app']:.2f} s")
+    print(f"  the same page for {SMALL} trials: first {out['small_render_s_first']:.2f} s, "
+          f"warm {out['small_render_s_warm']:.2f} s (the page's fixed cost on this machine)")
     print(f"  server side: read {trials} trials {out['read_s']:.2f} s, Pareto front "
           f"({out['front']} points) and sample {out['pareto_s']:.2f} s; filling the store "
           f"{out['fill_s']:.1f} s")

@@ -167,6 +167,21 @@ def load(page: Any, url: str, ready_js: str = RENDERED_JS, timeout_s: float = 60
     return ms / 1000.0
 
 
+def navigate(page: Any, link_text: str, ready_js: str, timeout_s: float = 60.0) -> float:
+    """Clicks the app link ``link_text`` (Streamlit navigates without reloading the page)
+    and waits until ``ready_js`` holds.
+
+    Returns:
+      Seconds from the click to the first animation frame where it held.
+    """
+    start = page.evaluate("performance.now()")
+    page.get_by_role("link", name=link_text).first.click()
+    page.wait_for_function(ready_js, polling="raf", timeout=timeout_s * 1000)
+    ms = page.evaluate("performance.now()")
+    page.wait_for_function(RENDERED_JS, polling=100, timeout=timeout_s * 1000)
+    return (ms - start) / 1000.0
+
+
 def errors(page: Any) -> list[str]:
     """Streamlit exception boxes and error alerts the page shows."""
     return list(page.evaluate(ERRORS_JS))

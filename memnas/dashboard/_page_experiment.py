@@ -67,7 +67,8 @@ def _body(name: str, exp_id: int) -> None:
         return
     counts = data.counts_of(exp.get("counts") or {})
     ok, cache = _ui.guarded(_ui.load_cache_counters, url, exp_id)
-    _counts_row(counts, df, objectives, cache if ok else None)
+    best = {o: _ui.derived(url, exp_id, objectives, "best", o, d) for o, d in objectives.items()}
+    _counts_row(counts, best, objectives, cache if ok else None)
     if ok:
         st.caption(data.cache_label(cache))
     if not (df["status"].isin(data.DONE_STATUSES)).any():
@@ -80,7 +81,7 @@ def _body(name: str, exp_id: int) -> None:
         _decisions_section(df, objectives, exp_id, url)
 
 
-def _counts_row(counts: data.Counts, df: Any, objectives: dict[str, str],
+def _counts_row(counts: data.Counts, best: dict[str, Any], objectives: dict[str, str],
                 cache: dict[str, float] | None) -> None:
     cols = st.columns(7)
     rate = analysis.cache_rate(cache) if cache else None
@@ -93,8 +94,9 @@ def _counts_row(counts: data.Counts, df: Any, objectives: dict[str, str],
         return
     cols = st.columns(max(len(objectives), 4))
     for col, (obj, direction) in zip(cols, objectives.items()):
-        best = data.best_value(df, obj, direction)
-        col.metric(f"best {obj} ({direction})", "–" if best is None else f"{best:.4g}")
+        series = best[obj]  # `data.best_so_far`: its last row holds the best value
+        value = None if series.empty else float(series["best"].iloc[-1])
+        col.metric(f"best {obj} ({direction})", "–" if value is None else f"{value:.4g}")
 
 
 def _over(exp_id: int) -> str:

@@ -17,15 +17,14 @@ def trial_page() -> None:
         st.title("Trial")
         return
     url = _ui.store_url()
-    ok, df = _ui.guarded(_ui.load_frame, url, exp["id"], dict(exp.get("objectives") or {}))
+    ok, numbers = _ui.guarded(_ui.load_numbers, url, exp["id"])
     if not ok:
         return
-    if df.empty:
+    if numbers is None:
         st.title("Trial")
         st.info(f"Experiment {exp['name']!r} has no trials yet.")
         return
-    numbers = df["number"]
-    lo, hi = int(numbers.min()), int(numbers.max())
+    lo, hi, _ = numbers
     key = f"memnas_trial_number_{exp['id']}"
     wanted = st.query_params.get(_ui.TRIAL_PARAM)
     if wanted is not None and st.session_state.get(key + "_url") != wanted:

@@ -58,6 +58,15 @@ def stamp(engine: sa.Engine, exp_id: int) -> tuple:
         return tuple((s, n, str(f), i) for s, n, f, i in conn.execute(q))
 
 
+def number_range(engine: sa.Engine, exp_id: int) -> tuple[int, int, int] | None:
+    """(lowest, highest, count) of an experiment's trial numbers; None without trials."""
+    q = sa.select(sa.func.min(_T.c.number), sa.func.max(_T.c.number), sa.func.count()).where(
+        _T.c.experiment_id == exp_id)
+    with engine.connect() as conn:
+        lo, hi, n = conn.execute(q).one()
+    return None if not n else (int(lo), int(hi), int(n))
+
+
 def experiment_times(engine: sa.Engine) -> dict[int, dict[str, Any]]:
     """Per experiment: first start, last finish and total evaluation seconds of its trials."""
     q = (sa.select(_T.c.experiment_id, sa.func.min(_T.c.started_at),

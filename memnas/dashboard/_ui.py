@@ -66,16 +66,14 @@ def load_experiments(url: str) -> list[dict[str, Any]]:
     return get_store(url).experiments()
 
 
-@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
-def load_cache_counters(url: str, exp_id: int) -> dict[str, float]:
-    """``Store.cache_counters(exp_id)``, cached for a few seconds."""
+@st.cache_data(ttl=FRAME_TTL_S, max_entries=40, show_spinner=False)
+def _cache_counters(url: str, exp_id: int, stamp: tuple) -> dict[str, float]:
     return get_store(url).cache_counters(exp_id)
 
 
-@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
-def load_trials(url: str, exp_id: int) -> list[dict[str, Any]]:
-    """``Store.trials(exp_id)``, cached for a few seconds (runs are live)."""
-    return get_store(url).trials(exp_id)
+def load_cache_counters(url: str, exp_id: int) -> dict[str, float]:
+    """``Store.cache_counters(exp_id)``, reread only when the experiment's trials change."""
+    return _cache_counters(url, exp_id, load_stamp(url, exp_id))
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
@@ -154,6 +152,12 @@ def load_summary(url: str) -> tuple[dict, dict]:
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def load_numbers(url: str, exp_id: int) -> tuple[int, int, int] | None:
+    """(lowest, highest, count) of the experiment's trial numbers; None without trials."""
+    return _sql.number_range(get_store(url).engine, exp_id)
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_trial(url: str, exp_id: int | None, number: int | None,
                trial_id: int | None = None) -> dict[str, Any] | None:
     """One full trial row (`_sql.trial_row`), cached for a few seconds."""
@@ -217,8 +221,8 @@ def live(body: Callable[[], None]) -> None:
 
 
 def _refresh() -> None:
-    for fn in (load_experiments, load_trials, load_curve, load_stamp, load_summary,
-               load_trial, load_cache_counters):
+    for fn in (load_experiments, load_curve, load_stamp, load_summary, load_trial,
+               load_numbers):
         fn.clear()
 
 

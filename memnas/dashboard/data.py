@@ -316,43 +316,6 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
                       points=points, front=front.reset_index(drop=True))
 
 
-def experiments_frame(experiments: Sequence[Mapping[str, Any]],
-                      best: Mapping[str, float | None] | None = None) -> pd.DataFrame:
-    """The experiments table.
-
-    Args:
-      experiments: rows of ``Store.experiments()``.
-      best: best value of each experiment's first objective, by experiment name.
-
-    Returns:
-      Columns ``name``, ``status``, ``algorithm``, ``objectives``, ``trials``, ``done``,
-      ``failed``, ``running``, ``pending``, ``first objective``, ``best``, ``created``,
-      ``updated`` (UTC), in the order given.
-    """
-    best = best or {}
-    rows = []
-    for e in experiments:
-        c = counts_of(e.get("counts") or {})
-        objectives = e.get("objectives") or {}
-        first = next(iter(objectives.items()), None)
-        rows.append({
-            "name": e["name"], "status": e.get("status", ""),
-            "algorithm": algorithm_label(e.get("algorithm")),
-            "objectives": objectives_label(objectives),
-            "trials": c.total, "done": c.done, "failed": c.failed,
-            "running": c.running, "pending": c.pending,
-            "first objective": f"{first[0]} ({first[1]})" if first else "",
-            "best": best.get(e["name"]),
-            "created": format_time(e.get("created_at")),
-            "updated": format_time(e.get("updated_at")),
-        })
-    columns = ["name", "status", "algorithm", "objectives", "trials", "done", "failed",
-               "running", "pending", "first objective", "best", "created", "updated"]
-    df = pd.DataFrame(rows, columns=columns)
-    df["best"] = pd.to_numeric(df["best"], errors="coerce").astype(float)
-    return df
-
-
 def curve_frame(points: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Curve points of ``Store.curve(trial_id)`` as a DataFrame (step, name, value)."""
     return pd.DataFrame(list(points), columns=["step", "name", "value"])

@@ -80,8 +80,9 @@ def plot_pareto(info: ParetoInfo, color: str | None = None) -> "go.Figure":
 
     The front is drawn as the staircase that bounds the region it dominates.
 
-    Points are WebGL markers (``Scattergl``) so that thousands stay fluid; each carries
-    its trial number as ``customdata`` (what a click selects).
+    Beyond 1000 points the dominated ones are WebGL markers (``Scattergl``) so that
+    thousands stay fluid; each point carries its trial number as ``customdata`` (what a
+    click selects).
 
     Args:
       info: `memnas.dashboard.data.pareto_info` of the two values.
@@ -102,7 +103,8 @@ def plot_pareto(info: ParetoInfo, color: str | None = None) -> "go.Figure":
     fig = go.Figure()
     extra = "" if "color" not in marker or isinstance(marker["color"], str) else \
         f"<br>{color} = %{{marker.color:.6g}}"
-    fig.add_trace(go.Scattergl(
+    scatter = go.Scattergl if len(rest) > 1000 else go.Scatter  # WebGL only where it pays
+    fig.add_trace(scatter(
         x=rest["x"], y=rest["y"], mode="markers", name="trials", marker=marker,
         customdata=rest["number"].to_numpy(), text=rest["summary"].tolist(),
         hovertemplate=(f"<b>trial %{{customdata}}</b><br>%{{text}}<br>{info.x} = %{{x:.6g}}"

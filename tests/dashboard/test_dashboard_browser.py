@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -128,3 +129,24 @@ def test_clicking_a_trials_row_offers_its_trial_page(served, browser):
         assert _browser.errors(page) == []
     finally:
         page.close()
+
+
+@needs_browser
+def test_bench_dashboard_measures_the_experiment_page(tmp_path):
+    # In its own process: Playwright's sync API allows one driver per thread, and this
+    # module's browser fixture holds one.
+    shot, figures = tmp_path / "bench.png", tmp_path / "bench.json"
+    code = ("import json, sys; from memnas.bench import dashboard; "
+            f"out = dashboard.run(trials=1000, warm_runs=1, screenshot={str(shot)!r}); "
+            f"json.dump(out, open({str(figures)!r}, 'w'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(figures.read_text())
+    assert out["trials"] == 1000
+    assert 0 < out["render_s_warm"] < 120 and out["render_s"] == out["render_s_cold"]
+    assert out["under_target"] == (out["render_s"] < 3.0)
+    assert out["read_s"] > 0 and out["front"] >= 1 and out["small_render_s_warm"] > 0
+    assert 0 < out["render_s_in_app"] < 120
+    assert shot.stat().st_size > 20_000
+    assert "render (navigation start -> Pareto chart and trials table visible)" in proc.stdout

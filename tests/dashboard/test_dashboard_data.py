@@ -94,18 +94,32 @@ def test_pareto_info_needs_directions():
         data.pareto_info(df, "acc", "params", {"acc": "max"})
 
 
-def test_experiments_frame_counts_and_best(dashboard_store):
+def test_experiments_summary_counts_best_and_running_time(dashboard_store):
+    from memnas.dashboard import _sql, analysis
+
     store = Store(dashboard_store, read_only=True)
     rows = store.experiments()
+    bests = {e["id"]: _sql.best_values(store.engine, e["id"], e["objectives"]) for e in rows}
+    times = _sql.experiment_times(store.engine)
+    trials = {e["name"]: store.trials(e["id"]) for e in rows}
     store.close()
-    df = data.experiments_frame(rows, {TWO: 0.9})
+    df = analysis.experiments_summary(rows, times, bests)
     by_name = df.set_index("name")
     assert set(by_name.index) >= {TWO, SINGLE, FAILED}
     two = by_name.loc[TWO]
     assert two["trials"] == 12 and two["done"] + two["failed"] == 12 and two["failed"] >= 1
     assert two["algorithm"] == "random" and two["objectives"] == "accuracy (max), params (min)"
-    assert two["best"] == 0.9 and math.isnan(by_name.loc[SINGLE, "best"])
+    done = [t for t in trials[TWO] if t["status"] == "completed"]
+    assert two["best accuracy"] == max(t["metrics"]["accuracy"] for t in done)
+    assert two["best params"] == min(t["costs"]["params"] for t in done)  # a cost objective
+    assert math.isnan(by_name.loc[SINGLE, "best accuracy"])  # not its objective
+    assert by_name.loc[SINGLE, "best loss"] == min(t["metrics"]["loss"] for t in trials[SINGLE]
+                                                   if t["status"] == "completed")
     assert by_name.loc[FAILED, "done"] == 0 and by_name.loc[FAILED, "failed"] == 2
+    assert math.isnan(by_name.loc[FAILED, "best accuracy"])
+    first = min(t["started_at"] for t in trials[TWO])
+    last = max(t["finished_at"] for t in trials[TWO])
+    assert two["running time (s)"] == pytest.approx((last - first).total_seconds())
     assert len(two["created"]) == 19
 
 

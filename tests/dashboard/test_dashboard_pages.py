@@ -64,7 +64,7 @@ def test_experiment_page_sections(monkeypatch, dashboard_store):
     assert any(t.startswith("Decisions against accuracy") for t in _titles(at))
     pareto = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Pareto"))
     kinds = {d["name"]: d["type"] for d in pareto["data"]}
-    assert kinds["trials"] == "scattergl" and kinds["Pareto front"] == "scatter"
+    assert kinds["trials"] == "scatter" and kinds["Pareto front"] == "scatter"  # few: SVG
     front = next(d for d in pareto["data"] if d["name"] == "Pareto front")
     numbers = _values(front["customdata"])
     assert numbers and all(isinstance(n, int) for n in numbers)  # what a click selects
