@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -150,3 +151,25 @@ def test_bench_dashboard_measures_the_experiment_page(tmp_path):
     assert 0 < out["render_s_in_app"] < 120
     assert shot.stat().st_size > 20_000
     assert "render (navigation start -> Pareto chart and trials table visible)" in proc.stdout
+
+
+@needs_browser
+def test_clicking_a_pareto_point_selects_its_trial(served, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        _browser.load(page, served + f"/experiment?experiment={TWO}", _browser.EXPERIMENT_JS,
+                      timeout_s=90)
+        chart = page.locator(".js-plotly-plot", has=page.locator(".gtitle",
+                                                                 has_text="Pareto front"))
+        point = chart.locator(".scatterlayer .trace").last.locator("path.point").first
+        point.scroll_into_view_if_needed()
+        point.click(force=True)
+        page.wait_for_selector("text=/Selected trial \\d+/", timeout=60_000)
+        link = page.get_by_role("link", name=re.compile(r"Open trial \d+")).first
+        number = re.search(r"\d+", link.inner_text()).group(0)
+        link.click()
+        page.wait_for_function(_browser.title_js("Architecture"), timeout=60_000)
+        assert f"{TWO} · trial {number}" in page.inner_text("h1")
+        assert _browser.errors(page) == []
+    finally:
+        page.close()

@@ -218,3 +218,32 @@ def test_live_mode_on_every_page(monkeypatch, dashboard_store):
         at.switch_page(page).run()
         assert not at.exception, page
         assert at.get("plotly_chart"), page
+
+
+def test_a_running_search_shows_up_without_reloading(monkeypatch, tmp_path):
+    import time
+
+    from memnas.bench._synthetic import fill
+    from memnas.dashboard import _ui
+    from memnas.store import utcnow
+
+    url = f"sqlite:///{tmp_path}/live.db"
+    exp_id = fill(url, 30, name="live")
+    at = _page(_app(monkeypatch, url), "views/experiment.py", experiment="live")
+    at.sidebar.toggle[0].set_value(True).run()
+    assert {m.label: m.value for m in at.metric}["trials"] == "30"
+    before = len(at.dataframe(key="memnas_trials_table").value)
+    store = Store(url)
+    for i in range(3):  # the driver writes three more trials meanwhile
+        tid, _ = store.add_trial(exp_id, status="running", dna=[], decisions={"d_model": "0/3 (16)"},
+                                 candidate="{}", sym_hash=f"{i:064x}", summary="new one")
+        store.update_trial(tid, status="completed", metrics={"accuracy": 0.5, "loss": 1.0},
+                           costs={"params": 1.0, "latency_ms": 0.1}, started_at=utcnow(),
+                           finished_at=utcnow(), wall_time=0.1)
+    store.close()
+    time.sleep(_ui.READ_TTL_S + 0.5)  # the cached reads expire; the trials stamp changed
+    at.run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["trials"] == "33"
+    assert {m.label: m.value for m in at.metric}["best params (min)"] == "1"  # the new front
+    assert before == 30 and at.caption and "33 of 33 trials match" in _texts(at.caption)
