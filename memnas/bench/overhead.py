@@ -35,7 +35,7 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
 
     Args:
       quick: a small run (tests): 40 trials.
-      trials: trials per system (default 1000; quick 40).
+      trials: trials per system (default 500; quick 40).
       workers: trials in flight at once in memnas and Tune (Optuna runs one at a time,
         in the calling thread, as `study.optimize` does by default).
 
@@ -54,7 +54,7 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
     import memnas.runner.driver  # noqa: F401
     from memnas.runner.executors import warm_up
 
-    trials = trials or (40 if quick else 1000)
+    trials = trials or (40 if quick else 500)
     folder = tempfile.mkdtemp(prefix="memnas-bench-overhead-")
     out: dict[str, Any] = {"trials": trials, "workers": workers, "cpus": os.cpu_count()}
     try:
