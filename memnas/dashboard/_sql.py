@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from memnas.store._models import CurvePointRow, ExperimentRow, TrialRow
+from memnas.store._models import ExperimentRow, TrialRow
 
 _T = TrialRow.__table__
 _E = ExperimentRow.__table__
@@ -96,7 +95,8 @@ def best_values(engine: sa.Engine, exp_id: int,
     return best
 
 
-def value_keys(engine: sa.Engine, exp_id: int, sample: int = 1000) -> tuple[list[str], list[str]]:
+def value_keys(engine: sa.Engine, exp_id: int,
+               sample: int = 1000) -> tuple[list[str], list[str]]:
     """Names of the metrics and of the costs (not also metrics) the first and the latest
     ``sample`` trials recorded, sorted."""
     metrics: set[str] = set()
@@ -236,12 +236,3 @@ def trial_row(engine: sa.Engine, exp_id: int | None = None, number: int | None =
     with engine.connect() as conn:
         row = conn.execute(q).mappings().first()
     return None if row is None else dict(row)
-
-
-def curve(engine: sa.Engine, trial_id: int) -> list[dict[str, Any]]:
-    """A trial's curve points ordered by step."""
-    t = CurvePointRow.__table__
-    q = (sa.select(t.c.step, t.c.name, t.c.value).where(t.c.trial_id == trial_id)
-         .order_by(t.c.step, t.c.name))
-    with engine.connect() as conn:
-        return [{"step": a, "name": b, "value": c} for a, b, c in conn.execute(q)]

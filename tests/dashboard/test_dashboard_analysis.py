@@ -142,3 +142,26 @@ def test_diagram_of_a_user_space_is_a_tree():
     assert "[1]=7" in dia.boxes[1].lines
     assert architecture.diagram('"just text"').boxes[0].lines == ("'just text'",)
     assert "Net(" in architecture.symbolic_form(cand)
+
+
+def test_sql_reads_on_every_backend(store_url):
+    exp_id = fill(store_url, 200, name="b")
+    store = Store(store_url, read_only=True)
+    try:
+        df = _sql.trials_frame(store.engine, exp_id, OBJ)
+        rows = {t["number"]: t for t in store.trials(exp_id)}
+        done = [t for t in rows.values() if t["status"] in data.DONE_STATUSES]
+        assert len(df) == 200
+        assert df["accuracy"].max() == pytest.approx(max(t["metrics"]["accuracy"] for t in done))
+        failed = df[df["status"] == "failed"].iloc[0]
+        assert failed["error"] == rows[failed["number"]]["error"].splitlines()[-1]
+        assert df["finished_at"].iloc[5] == pd.Timestamp(rows[5]["finished_at"])
+        best = _sql.best_values(store.engine, exp_id, OBJ)
+        assert best["params"] == pytest.approx(min(t["costs"]["params"] for t in done))
+        assert _sql.number_range(store.engine, exp_id) == (0, 199, 200)
+        dec = _sql.decisions_frame(store.engine, exp_id, ["d_model"], every=7)
+        assert list(dec["number"]) == list(range(0, 200, 7))
+        assert _sql.trial_row(store.engine, trial_id=rows[3]["id"])["number"] == 3
+        assert sum(n for _, n, _, _ in _sql.stamp(store.engine, exp_id)) == 200
+    finally:
+        store.close()
