@@ -132,7 +132,7 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
         return
     names = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
              data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
-    costs = {c for c in names if c not in objectives and c in _cost_columns(df, objectives)}
+    costs = {c for c in names if c not in objectives and c in set(df.attrs.get("costs") or ())}
     directions = {n: data.direction_of(n, objectives, costs) for n in names}
     label = lambda n: f"{n} ({directions[n]})"  # noqa: E731
     c1, c2, c3 = st.columns(3)
@@ -174,7 +174,7 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
     if len(hv):
         st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=_over_key(exp_id)),
                         key="memnas_hypervolume", width="stretch")
-        ref = analysis.reference_point(df, x, y, directions)
+        ref = hv.attrs["reference"]
         st.caption(f"Reference point ({x}, {y}) = ({ref[0]:.4g}, {ref[1]:.4g}): each "
                    "value's worst finished value, 10% of its range beyond.")
 
@@ -182,10 +182,6 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
 def _over_key(exp_id: int) -> str:
     return "number" if st.session_state.get(f"memnas_over_{exp_id}", "trial number") == \
         "trial number" else "finished_at"
-
-
-def _cost_columns(df: Any, objectives: dict[str, str]) -> set[str]:
-    return set(df.attrs.get("costs") or ())
 
 
 def _picked_numbers(event: Any) -> list[int]:

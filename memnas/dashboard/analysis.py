@@ -91,6 +91,7 @@ def hypervolume_over_time(df: pd.DataFrame, x: str, y: str, directions: Mapping[
     Returns:
       Columns ``number`` (last trial number included), ``finished_at`` (its finish
       time, NaT when unknown), ``hypervolume``; empty when no trial has both values.
+      ``attrs["reference"]`` holds the reference point used.
     """
     done = _finished(df, [x, y]).sort_values("number", kind="stable")
     if done.empty:
@@ -112,7 +113,9 @@ def hypervolume_over_time(df: pd.DataFrame, x: str, y: str, directions: Mapping[
     numbers = done["number"].to_numpy()[out_n]
     finished = pd.to_datetime(done["finished_at"]).to_numpy()[out_n] \
         if "finished_at" in done.columns else [pd.NaT] * len(out_n)
-    return pd.DataFrame({"number": numbers, "finished_at": finished, "hypervolume": out_hv})
+    out = pd.DataFrame({"number": numbers, "finished_at": finished, "hypervolume": out_hv})
+    out.attrs["reference"] = ref
+    return out
 
 
 def decision_stats(decisions: pd.DataFrame, df: pd.DataFrame, decision: str,

@@ -73,6 +73,7 @@ def test_experiment_page_sections(monkeypatch, dashboard_store):
     hv = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Hypervolume"))
     ys = _values(hv["data"][0]["y"])
     assert ys == sorted(ys) and ys[-1] > 0  # never shrinks as trials are added
+    assert "Reference point (accuracy, params) = (" in _texts(at.caption)
 
 
 def test_pareto_colour_by_a_third_value(monkeypatch, dashboard_store):
