@@ -7,7 +7,7 @@ import tempfile
 import time
 from typing import Any
 
-FULL = {"seeds": 5, "d_model": 32, "epochs": 8, "steps_per_epoch": 40, "eval_steps": 500,
+FULL = {"seeds": 5, "d_model": 32, "epochs": 8, "steps_per_epoch": 40, "eval_steps": 1000,
         "weightings": ("softmax", "max_w")}
 QUICK = {"seeds": 3, "d_model": 16, "epochs": 4, "steps_per_epoch": 25, "eval_steps": 100,
          "weightings": ("softmax",)}
