@@ -41,6 +41,8 @@ def command(port: int = 8501, open_browser: bool = False) -> list[str]:
             "--server.headless", "false" if open_browser else "true",
             "--server.address", "127.0.0.1",
             "--server.port", str(port),
+            # A viewer of a store, not an app being edited: no polling of source files.
+            "--server.fileWatcherType", "none",
             "--browser.gatherUsageStats", "false"]
 
 
