@@ -136,8 +136,17 @@ def _artifacts(url: str, trial_id: int) -> None:
         return
     rows = []
     for a in found:
-        if isinstance(a, dict):
-            rows.append({k: v for k, v in a.items() if not isinstance(v, (bytes, bytearray))})
-        else:
+        if not isinstance(a, dict):
             rows.append({"artifact": str(a)})
+            continue
+        row = {}
+        for k, v in a.items():
+            if isinstance(v, (bytes, bytearray)):
+                continue
+            if isinstance(v, dict):  # e.g. keys: name -> "float32[3, 4]"
+                v = ", ".join(f"{n}: {d}" for n, d in v.items())
+            elif k == "sha256" and isinstance(v, str):
+                v = v[:12]
+            row[k] = v
+        rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch", key="memnas_artifacts")

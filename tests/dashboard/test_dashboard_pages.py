@@ -6,6 +6,7 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from streamlit.testing.v1 import AppTest
 
@@ -248,3 +249,24 @@ def test_a_running_search_shows_up_without_reloading(monkeypatch, tmp_path):
     assert {m.label: m.value for m in at.metric}["trials"] == "33"
     assert {m.label: m.value for m in at.metric}["best params (min)"] == "1"  # the new front
     assert before == 30 and at.caption and "33 of 33 trials match" in _texts(at.caption)
+
+
+def test_trial_page_lists_stored_artifacts(monkeypatch, tmp_path):
+    from memnas.bench._synthetic import fill
+
+    url = f"sqlite:///{tmp_path}/art.db"
+    exp_id = fill(url, 5, name="art")
+    store = Store(url)
+    if not hasattr(store, "save_artifact"):
+        pytest.skip("this store has no artifacts API")
+    trial = store.trials(exp_id)[2]
+    store.save_artifact(trial["id"], "output", {"mask": np.ones((3, 4), dtype="float32"),
+                                                "note": "pruned"})
+    store.close()
+    at = _page(_app(monkeypatch, url), "views/trial.py", experiment="art", trial="2")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["kind"]) == ["output"]
+    assert "mask" in table["keys"].iloc[0] and int(table["size"].iloc[0]) > 0
+    at = _page(_app(monkeypatch, url), "views/trial.py", experiment="art", trial="1")
+    assert "This trial stored no artifacts." in _texts(at.caption)
