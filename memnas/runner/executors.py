@@ -116,7 +116,7 @@ class RayExecutor(Executor):
         key = (fn, num_cpus, num_gpus)
         remote = self._fns.get(key)
         if remote is None:  # built once per function and resources, not per trial
-            remote = self._fns[key] = self._ray.remote(fn).options(
+            remote = self._fns[key] = _remote(fn).options(
                 num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)
         return remote.remote(*args)
 
@@ -146,24 +146,39 @@ class RayExecutor(Executor):
             self._started = False
 
 
-def _import_trial_code() -> None:
-    import memnas.runner._trial  # noqa: F401  (pyglove, numpy and memnas come with it)
+_REMOTES: dict[Callable, Any] = {}
+
+
+def _remote(fn: Callable) -> Any:
+    """One Ray remote function per Python function, so Ray ships each to the workers once."""
+    remote = _REMOTES.get(fn)
+    if remote is None:
+        import ray
+
+        remote = _REMOTES[fn] = ray.remote(fn)
+    return remote
+
+
+def _warm_evaluator(candidate: Any, ctx: Any) -> dict[str, float]:
+    return {"warm": 0.0}
 
 
 def warm_up(n: int) -> list[Any]:
-    """Starts ``n`` tiny Ray tasks that import memnas in the workers, and does not wait.
+    """Starts ``n`` no-op trials as Ray tasks, and does not wait for them.
 
     A fresh worker process spends about a second importing memnas, PyGlove and numpy
-    on its first trial; doing it while the driver sets up keeps that second out of the
-    first trials (and out of the speed-up of several workers on short trials).
+    and fetching the trial function on its first trial; doing it while the driver sets
+    up keeps that second out of the first trials (and out of the speed-up of several
+    workers on short trials).
 
     Returns:
       The tasks' handles (nothing needs them).
     """
-    import ray
+    from memnas.measurement import Context
+    from memnas.runner._trial import run_trial
 
-    task = ray.remote(_import_trial_code).options(num_cpus=1, max_retries=0)
-    return [task.remote() for _ in range(max(1, n))]
+    task = _remote(run_trial).options(num_cpus=1, max_retries=0)
+    return [task.remote(_warm_evaluator, None, Context()) for _ in range(max(1, n))]
 
 
 def make_executor(kind: str, *, address: str | None = None, num_cpus: float | None = None,
