@@ -1,5 +1,11 @@
 """`memnas bench darts`: does sharpDARTS derive the clearly best mixer on MQAR from every seed?"""
 
+# Measured 2026-11-26 on the reference machine (shared, 2 cores; 73 s of CPU time in all):
+# softmax weighting 5/5 seeds derived softmax attention in both layers (final
+# softmax(alpha) of attention 0.55-0.80 in layer 0, 0.68-0.94 in layer 1; the derived
+# model reaches held-out accuracy 1.000); Max-W 1/5 (its alphas stay at 0.49-0.51:
+# with two choices both keep weight ~1, and only the gap to the leader is learnt).
+
 from __future__ import annotations
 
 import os
