@@ -14,9 +14,12 @@ ALGORITHMS = ("random", "evolution", "mcts", "tpe")
 OPTIONS: dict[str, dict[str, Any]] = {"evolution": {"population_size": 10, "tournament_size": 3}}
 """Options per algorithm, as a user would set them for a space of a few hundred points."""
 
+PROPOSAL_CAP = 4
+"""A run ends after ``PROPOSAL_CAP * budget`` proposals, distinct or not."""
+
 COUNTING = ("distinct evaluations: a re-proposed architecture is answered from the ones "
             "already evaluated for free, as memnas's equivalence cache does, and not counted; "
-            "a run stops once it reaches the top 1%")
+            "a run stops once it reaches the top 1%, or after 4 x budget proposals (stalled)")
 
 
 def search_curve(name: str, seed: int, budget: int, rewards: dict[str, float],
@@ -35,8 +38,8 @@ def search_curve(name: str, seed: int, budget: int, rewards: dict[str, float],
 
     Returns:
       ``(best-so-far after each distinct evaluation, proposals made)``. The search
-      also ends when the algorithm is exhausted or has made ``50 * budget``
-      proposals.
+      also ends when the algorithm is exhausted or has made ``PROPOSAL_CAP * budget``
+      proposals (an algorithm stuck re-proposing architectures it has seen).
     """
     from memnas.algorithms import make_algorithm
     from memnas.benchmarks.tabular import dna_key
@@ -46,7 +49,7 @@ def search_curve(name: str, seed: int, budget: int, rewards: dict[str, float],
     seen: dict[str, float] = {}
     curve: list[float] = []
     best, proposals = -math.inf, 0
-    while len(curve) < budget and proposals < 50 * budget:
+    while len(curve) < budget and proposals < PROPOSAL_CAP * budget:
         try:
             dna = generator.propose()
         except StopIteration:
@@ -121,10 +124,12 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
     Prints and returns: ``seeds``, ``table_size``, ``budget``, ``threshold`` (the
     top-1% accuracy), ``evals_to_top1pct`` (median per algorithm; a run that never
     reached the top 1% counts as ``budget + 1``), ``evals_to_top1pct_per_seed``,
-    ``reached`` (runs that reached it), ``ratio_to_random``, ``curves`` (median and
-    quartiles of best-so-far per evaluation; each run stops once it reaches the top 1%
-    and its curve is held flat from there), ``png``, ``skipped`` (algorithms not
-    registered), ``options`` and ``counting``.
+    ``reached`` (runs that reached it), ``stalled`` (runs that ended at the proposal
+    cap, re-proposing seen architectures, without reaching it), ``ratio_to_random``,
+    ``curves`` (median and quartiles of best-so-far per evaluation; each run stops
+    once it reaches the top 1% and its curve is held flat from there), ``png``,
+    ``skipped`` (algorithms not registered), ``wall_s_per_algorithm``, ``options``
+    and ``counting``.
     """
     import pyglove as pg
 
@@ -142,7 +147,8 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
     out: dict[str, Any] = {
         "seeds": n_seeds, "table_size": len(table), "budget": budget, "threshold": threshold,
         "top_architectures": top, "counting": COUNTING, "skipped": [], "options": {},
-        "evals_to_top1pct": {}, "evals_to_top1pct_per_seed": {}, "reached": {}, "curves": {},
+        "evals_to_top1pct": {}, "evals_to_top1pct_per_seed": {}, "reached": {},
+        "stalled": {}, "curves": {}, "proposal_cap": PROPOSAL_CAP * budget,
         # Uniform sampling without replacement needs (N + 1) / (k + 1) draws on average.
         "random_expected": (len(table) + 1) / (top + 1),
     }
@@ -152,11 +158,12 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
             print(f"  {name}: skipped, not in memnas.algorithms.ALGORITHMS {sorted(REGISTRY)}")
             continue
         options = OPTIONS.get(name, {})
-        curves, per_seed = [], []
+        curves, per_seed, began, stalled = [], [], time.perf_counter(), 0
         for seed in range(n_seeds):
             # A run stops at the top 1%: PyGlove's random proposals cost ~10-70 ms each.
-            curve, _ = search_curve(name, seed, budget, rewards, spec, stop_at=threshold,
-                                    options=options)
+            curve, proposals = search_curve(name, seed, budget, rewards, spec, stop_at=threshold,
+                                            options=options)
+            stalled += proposals >= PROPOSAL_CAP * budget and curve[-1] < threshold
             curves.append(curve)
             per_seed.append(evals_to_reach(curve, threshold))
         censored = [budget + 1 if v is None else v for v in per_seed]
@@ -164,14 +171,17 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
         out["evals_to_top1pct"][name] = statistics.median(censored)
         out["evals_to_top1pct_per_seed"][name] = per_seed
         out["reached"][name] = sum(v is not None for v in per_seed)
+        out["stalled"][name] = stalled
         out["curves"][name] = quantile_curves(curves, budget)
+        out.setdefault("wall_s_per_algorithm", {})[name] = round(time.perf_counter() - began, 1)
+        print(f"  {name}: {n_seeds} runs in {out['wall_s_per_algorithm'][name]:.1f} s", flush=True)
     base = out["evals_to_top1pct"].get("random")
     out["ratio_to_random"] = {k: v / base for k, v in out["evals_to_top1pct"].items()} if base else {}
     out["png"] = os.path.abspath(png)
     if out["curves"]:
         plot_curves(out["curves"], threshold, out["png"],
-                    f"tabular MQAR memory benchmark ({len(table)} architectures), "
-                    f"{n_seeds} seeds, median and quartiles (runs stop at the top 1%)")
+                    f"tabular MQAR memory benchmark ({len(table)} architectures)\n"
+                    f"{n_seeds} seeds: median and quartiles (runs stop at the top 1%)")
     out["wall_s"] = time.perf_counter() - start
     _report(out)
     return out
@@ -186,8 +196,9 @@ def _report(out: dict[str, Any]) -> None:
           f"random's expectation {out['random_expected']:.1f}):")
     for name, median in out["evals_to_top1pct"].items():
         ratio = out["ratio_to_random"].get(name)
+        stalled = out["stalled"][name]
         print(f"    {name:10s} {median:7.1f}  ({ratio:.2f}x)  {out['reached'][name]}/{out['seeds']}"
-              f"  {out['options'].get(name) or ''}")
+              + (f" ({stalled} stalled)" if stalled else "") + f"  {out['options'].get(name) or ''}")
     checkpoints = [n for n in (5, 10, 20, 50, 100, 200) if n <= out["budget"]]
     print("  median best-so-far accuracy after " + ", ".join(map(str, checkpoints)) + " evaluations:")
     for name, q in out["curves"].items():

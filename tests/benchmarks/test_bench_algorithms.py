@@ -21,6 +21,8 @@ def test_quick_bench_returns_its_figures(tmp_path):
         assert len(per_seed) == 3
         assert all(v is None or 1 <= v <= out["budget"] for v in per_seed)
         assert len(out["curves"][name]["median"]) == out["budget"]
+    assert set(out["stalled"]) == ran and out["proposal_cap"] == 4 * out["budget"]
+    assert out["ratio_to_random"]["random"] == 1.0 and 0 < out["threshold"] <= 1
     assert png.exists() and png.stat().st_size > 1000
 
 
