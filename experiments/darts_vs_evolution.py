@@ -1,4 +1,4 @@
-"""sharpDARTS (Max-W and softmax weighting) vs regularized evolution: same space, task and time budget.
+"""sharpDARTS (Max-W, softmax weighting) vs regularized evolution: one space, task, time budget.
 
 Each arm searches the same memory space (widths 16/32, 1-2 layers, MLP ratio 1/2, per
 layer one of softmax attention, linear attention and a modern Hopfield layer, each
@@ -13,7 +13,8 @@ comparison in noise; at 1000 steps it has.)
   each layer a mixed operation; widths, depth, MLP ratio and the mixers' own settings
   are not searched but fixed by the rule ``default="last"`` (the largest width, two
   layers, MLP ratio 2; the last choice of each mixer setting). Each supernet's
-  derived model is then trained stand-alone.
+  derived model is then trained stand-alone. A third sharpDARTS arm (softmax, rule
+  ``"first"``: width 16, one layer) shows what the fixed rule costs.
 - Regularized evolution (population 8, tournament 3) gets the time the slower
   sharpDARTS arm took, run one trial at a time; it stops at the first trial that
   ends past the budget, so it overshoots by at most one trial.
@@ -81,20 +82,23 @@ def _summarise(result: memnas.Result, cpu: float, wall: float, arm: str,
             "cpu_s": cpu, "wall_s": wall, "supernet_s": supernet_s}
 
 
-def run_darts(weighting: str, seed: int, cfg: dict[str, Any], folder: str) -> dict[str, Any]:
+def run_darts(weighting: str, seed: int, cfg: dict[str, Any], folder: str,
+              default: str = "last") -> dict[str, Any]:
     """One sharpDARTS search; its row (best stand-alone accuracy, wall time, ...)."""
     s = space()
+    tag = f"{weighting}-{default}-{seed}"
     exp = memnas.Experiment(
-        name=f"darts-{weighting}-{seed}", space=s, seed=seed,
+        name=f"darts-{tag}", space=s, seed=seed,
         evaluator=SupernetEvaluator(evaluator(), s),
-        algorithm=SharpDARTS(rounds=cfg["rounds"], weighting=weighting, default="last",
+        algorithm=SharpDARTS(rounds=cfg["rounds"], weighting=weighting, default=default,
                              epochs=cfg["epochs"], steps_per_epoch=cfg["steps_per_epoch"]),
         objectives={"accuracy": "max"},
-        store=f"sqlite:///{os.path.join(folder, f'darts-{weighting}-{seed}.db')}")
+        store=f"sqlite:///{os.path.join(folder, f'darts-{tag}.db')}")
     cpu, wall = time.process_time(), time.perf_counter()
     result = exp.run(max_trials=2 * cfg["rounds"], executor="local")
+    label = weighting if default == "last" else f"{weighting}, rule {default}"
     return _summarise(result, time.process_time() - cpu, time.perf_counter() - wall,
-                      f"sharpDARTS ({weighting})", seed)
+                      f"sharpDARTS ({label})", seed)
 
 
 def run_evolution(budget_s: float, seed: int, folder: str, chunk: int = 1) -> dict[str, Any]:
@@ -124,6 +128,7 @@ def run(quick: bool = False, seeds: int | None = None) -> list[dict[str, Any]]:
         arms = [run_darts(w, seed, cfg, folder) for w in ("max_w", "softmax")]
         budget = max(r["cpu_s"] for r in arms)
         arms.append(run_evolution(budget, seed, folder))
+        arms.append(run_darts("softmax", seed, cfg, folder, default="first"))
         for r in arms:
             r["budget_s"] = budget
             print(_line(r), flush=True)
@@ -133,7 +138,7 @@ def run(quick: bool = False, seeds: int | None = None) -> list[dict[str, Any]]:
 
 def _line(r: dict[str, Any]) -> str:
     extra = f", supernets {r['supernet_s']:.0f} s wall" if r["supernet_s"] else ""
-    return (f"seed {r['seed']}  {r['arm']:<22} best accuracy {r['best_accuracy']:.3f}  "
+    return (f"seed {r['seed']}  {r['arm']:<33} best accuracy {r['best_accuracy']:.3f}  "
             f"[{r['best']}]  {r['trials']} trials ({r['evaluated']} trained stand-alone)  "
             f"{r['cpu_s']:.0f} s CPU{extra} ({r['wall_s']:.0f} s wall)")
 
@@ -148,7 +153,7 @@ def main() -> None:
     print("\nmean over seeds:")
     for arm in dict.fromkeys(r["arm"] for r in rows):
         mine = [r for r in rows if r["arm"] == arm]
-        print(f"  {arm:<22} best accuracy {sum(r['best_accuracy'] for r in mine) / len(mine):.3f}"
+        print(f"  {arm:<33} best accuracy {sum(r['best_accuracy'] for r in mine) / len(mine):.3f}"
               f"  CPU {sum(r['cpu_s'] for r in mine) / len(mine):.0f} s"
               f"  trials {sum(r['trials'] for r in mine) / len(mine):.1f}")
     if args.json:
