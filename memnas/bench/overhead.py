@@ -26,12 +26,13 @@ def noop_trainable(config: dict[str, Any]) -> dict[str, float]:
 def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dict[str, Any]:
     """Runs ``trials`` no-op trials through memnas (Ray, SQLite), Ray Tune and Optuna+SQLite.
 
-    Ray is started once, with its workers warmed (memnas's `RayExecutor` starts a task
-    per CPU that imports memnas when it starts Ray), timed on its own (``ray_start_s``),
-    and shared by the memnas and Tune runs, so ``memnas_tps`` and ``tune_tps`` are rates on a running Ray: each
-    is ``trials`` over the wall time of one whole run (``Experiment.run`` / ``Tuner.fit``,
-    with their own setup, first-task worker start and teardown). The ``*_tps_with_start``
-    figures add the Ray start to both. Optuna needs no Ray.
+    Ray is started once, with its workers warmed (memnas's `RayExecutor` runs a no-op
+    trial per CPU when it starts Ray), timed on its own (``ray_start_s``), and shared by
+    the memnas and Tune runs, so ``memnas_tps`` and ``tune_tps`` are rates on a running
+    Ray: each is ``trials`` over the wall time of one whole run (``Experiment.run`` /
+    ``Tuner.fit``, with their own setup, first tasks and teardown), the first of each in
+    the process. The ``*_tps_with_start`` figures add the Ray start to both. Optuna needs
+    no Ray.
 
     Args:
       quick: a small run (tests): 40 trials.
@@ -94,7 +95,8 @@ def _memnas(trials: int, workers: int, folder: str, name: str) -> float:
     import memnas
 
     exp = memnas.Experiment(
-        name=f"overhead-{name}", space=pg.Dict(x=pg.floatv(0.0, 1.0), width=pg.oneof(list(_WIDTHS))),
+        name=f"overhead-{name}",
+        space=pg.Dict(x=pg.floatv(0.0, 1.0), width=pg.oneof(list(_WIDTHS))),
         evaluator=noop_evaluate, algorithm="random", objectives={"accuracy": "max"},
         store=f"sqlite:///{os.path.join(folder, f'memnas-{name}.db')}")
     start = time.perf_counter()

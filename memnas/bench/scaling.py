@@ -141,7 +141,8 @@ def _print(o: dict[str, Any]) -> None:
           f"fastest of {o['repeats']} runs each")
     print(f"  1 worker:  {o['wall_1_worker_s']:6.2f} s; trials took {o['trial_s']:.2f} s "
           f"({share[1]:.0%} of it on a CPU); overhead share {o['overhead_share_1_worker']:.1%}")
-    print(f"  2 workers: {o['wall_2_workers_s']:6.2f} s; trials took {o['trial_s_2_workers']:.2f} s "
+    print(f"  2 workers: {o['wall_2_workers_s']:6.2f} s; trials took "
+          f"{o['trial_s_2_workers']:.2f} s "
           f"({share[2]:.0%} of it on a CPU); overhead share {o['overhead_share']:.1%}")
     print(f"  speed-up with 2 workers: {o['speedup_2_workers']:.2f}x "
           f"({o['speedup_2_workers_same_trial_time']:.2f}x had the trials taken as long as "

@@ -41,8 +41,10 @@ class _Statements:
     def __init__(self) -> None:
         t = TrialRow.__table__
         self.lock_experiment = (select(ExperimentRow.id)
-                                .where(ExperimentRow.id == sa.bindparam("exp_id")).with_for_update())
-        self.max_number = select(func.max(t.c.number)).where(t.c.experiment_id == sa.bindparam("exp_id"))
+                                .where(ExperimentRow.id == sa.bindparam("exp_id"))
+                                .with_for_update())
+        self.max_number = (select(func.max(t.c.number))
+                           .where(t.c.experiment_id == sa.bindparam("exp_id")))
         self.insert_trial = sa.insert(t)
         self.update_trial = sa.update(t).where(t.c.id == sa.bindparam("_trial_id"))
         self.trial_exists = select(t.c.id).where(t.c.id == sa.bindparam("_trial_id"))
@@ -313,7 +315,8 @@ class Store:
             points: list[dict[str, Any]] = []
             for trial_id, curve, fields in updates:
                 if fields:
-                    done = conn.execute(sql.update_trial, {**fields, "_trial_id": trial_id}).rowcount
+                    done = conn.execute(sql.update_trial,
+                                        {**fields, "_trial_id": trial_id}).rowcount
                 else:
                     done = conn.execute(sql.trial_exists, {"_trial_id": trial_id}).first()
                 if not done:

@@ -19,8 +19,8 @@ from memnas.store import Store
 
 @pytest.mark.parametrize("space, fast", [
     (toyspace.point_space(), True),
-    (pg.Dict(a=pg.oneof(["u", "v"]), n=pg.Dict(y=pg.floatv(-1.0, 1.0), z=[1, pg.oneof([None, True])])),
-     True),
+    (pg.Dict(a=pg.oneof(["u", "v"]),
+             n=pg.Dict(y=pg.floatv(-1.0, 1.0), z=[1, pg.oneof([None, True])])), True),
     (pg.oneof([1, 2]), False),                                    # the space is one decision
     (pg.Dict(m=pg.manyof(2, [1, 2, 3])), False),                  # manyof
     (pg.Dict(c=pg.oneof([pg.Dict(u=1), pg.Dict(u=pg.floatv(0.0, 1.0))])), False),  # conditional
