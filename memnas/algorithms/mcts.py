@@ -14,6 +14,8 @@ from memnas.algorithms._decisions import allowed_choices, check_supported, dna_k
     to_unit
 from memnas.errors import ConfigError
 
+_MAX_REDRAWS = 64  # proposals drawn again at most this often when they land on a repeat
+
 # (decision point, keys allowed here, tree node or None once below the tree) -> (key, value)
 _Pick = Callable[[pg.geno.DecisionPoint, list, Any], tuple]
 
@@ -21,12 +23,14 @@ _Pick = Callable[[pg.geno.DecisionPoint, list, Any], tuple]
 class _Node:
     """A tree node: the decisions on the path from the root to it are fixed."""
 
-    __slots__ = ("children", "rewards", "in_flight")
+    __slots__ = ("children", "rewards", "in_flight", "width", "done")
 
     def __init__(self) -> None:
         self.children: dict[int, _Node] = {}
         self.rewards: list[float] = []  # raw rewards of the trials that passed through
         self.in_flight = 0  # proposals through this node not yet fed back (virtual loss)
+        self.width = math.inf  # how many values the next decision has (inf: a float, or unknown)
+        self.done = False  # every architecture below was proposed already
 
     @property
     def visits(self) -> int:
@@ -92,6 +96,14 @@ class MCTS(pg.geno.DNAGenerator):
     - `recover` rebuilds the same tree from the history (proposal order): each DNA's
       path is the existing nodes along its decisions plus one new node, exactly what
       its proposal built; entries without a reward stay in flight.
+    - Nothing is proposed twice while something new is left: memnas answers a repeat
+      from its equivalence cache, so a repeat teaches the tree nothing. When a rollout
+      lands on an architecture already proposed, its whole path is added to the tree,
+      its leaf marked done (a node is done once all its children are), and the
+      proposal is made again; selection skips done children. Without this, a
+      deterministic table (where a repeat earns the same reward) can hold UCT on a
+      small exhausted subtree for hundreds of proposals. Float decisions are never
+      exhausted.
     """
 
     def _setup(self) -> None:
@@ -100,11 +112,17 @@ class MCTS(pg.geno.DNAGenerator):
         self._root = _Node()
         self._sorted: list[float] = []  # every reward seen, ascending (for ranks)
         self._pending: dict[tuple, list[list[_Node]]] = {}
+        self._proposed: set = set()  # keys of every DNA proposed or replayed
 
     # -- DNAGenerator ----------------------------------------------------------------
     def _propose(self) -> pg.DNA:
-        numbers, path = self._trace(self._pick_search)
-        dna = pg.DNA.from_numbers(numbers, self.dna_spec)
+        for _ in range(_MAX_REDRAWS):
+            numbers, path = self._trace(self._pick_search)
+            dna = pg.DNA.from_numbers(numbers, self.dna_spec)
+            if dna_key(dna) not in self._proposed or self._root.done:
+                break
+            self._mark_done(dna)  # a repeat: close its leaf and draw again
+        self._proposed.add(dna_key(dna))
         self._hold(dna, path)
         return dna
 
@@ -122,6 +140,7 @@ class MCTS(pg.geno.DNAGenerator):
 
     def _replay(self, trial_id: int, dna: pg.DNA, reward: float | None) -> None:
         del trial_id
+        self._proposed.add(dna_key(dna))
         path = self._path_of(dna)
         if reward is None:
             self._hold(dna, path)
@@ -147,8 +166,11 @@ class MCTS(pg.geno.DNAGenerator):
                 for k, c in sorted(node.children.items())}
 
     # -- tree --------------------------------------------------------------------------
-    def _trace(self, pick: _Pick) -> tuple[list, list[_Node]]:
-        """Makes all decisions with ``pick``; returns the DNA numbers and the tree path."""
+    def _trace(self, pick: _Pick, expand_all: bool = False) -> tuple[list, list[_Node]]:
+        """Makes all decisions with ``pick``; returns the DNA numbers and the tree path.
+
+        The path ends at the first new node (expansion), or at the leaf with ``expand_all``.
+        """
         state = {"node": self._root}
         path = [self._root]
 
@@ -157,10 +179,11 @@ class MCTS(pg.geno.DNAGenerator):
             node = state["node"]
             key, value = pick(dp, keys, node)
             if node is not None:
+                node.width = math.inf if isinstance(dp, pg.geno.Float) else len(keys)
                 child = node.children.get(key)
                 if child is None:  # expansion: one new node, the rest is rollout
                     child = node.children[key] = _Node()
-                    state["node"] = None
+                    state["node"] = child if expand_all else None
                 else:
                     state["node"] = child
                 path.append(child)
@@ -176,8 +199,9 @@ class MCTS(pg.geno.DNAGenerator):
             return key, from_unit(dp, (key + self._rng.random()) / len(keys))
         return key, key
 
-    def _path_of(self, dna: pg.DNA) -> list[_Node]:
-        """The path a DNA takes: existing nodes along its decisions, plus one new node."""
+    def _path_of(self, dna: pg.DNA, expand_all: bool = False) -> list[_Node]:
+        """The path a DNA takes: existing nodes along its decisions, plus one new node
+        (or new nodes down to its leaf with ``expand_all``)."""
         numbers = iter(dna.to_numbers())
 
         def pick(dp: pg.geno.DecisionPoint, keys: list, node: _Node | None) -> tuple:
@@ -193,7 +217,17 @@ class MCTS(pg.geno.DNAGenerator):
                                   f"{str(dp.id) or '(root)'!r}, expected one of {keys}")
             return value, value
 
-        return self._trace(pick)[1]
+        return self._trace(pick, expand_all)[1]
+
+    def _mark_done(self, dna: pg.DNA) -> None:
+        """Adds a proposed DNA's whole path to the tree, marks its leaf and closes full nodes."""
+        path = self._path_of(dna, expand_all=True)
+        path[-1].width = 0  # a leaf: all decisions made
+        for node in reversed(path):
+            node.done = len(node.children) >= node.width and \
+                all(c.done for c in node.children.values())
+            if not node.done:
+                break
 
     def _bins_of(self, dp: pg.geno.Float) -> int:
         return self.bins if dp.max_value > dp.min_value else 1
@@ -224,6 +258,8 @@ class MCTS(pg.geno.DNAGenerator):
 
     def _select(self, node: _Node, keys: list) -> int:
         """UCT over ``keys``: an unvisited child first, then the best bound; ties at random."""
+        open_keys = [k for k in keys if k not in node.children or not node.children[k].done]
+        keys = open_keys or keys  # all done: the whole subtree was proposed, repeat is fine
         fresh = [k for k in keys if k not in node.children or node.children[k].visits == 0]
         if fresh:
             return self._rng.choice(fresh)

@@ -195,3 +195,22 @@ def test_custom_decision_point_is_a_config_error():
     with pytest.raises(ConfigError, match=r"MCTS handles oneof/manyof/floatv .*CustomDecisionPoint "
                                           r"at 'w'"):
         algo.setup(pg.dna_spec(pg.Dict(w=Opaque(), b=pg.oneof([1, 2]))))
+
+
+def test_no_repeats_until_the_space_is_exhausted():
+    import pyglove as pg
+
+    from memnas.algorithms.mcts import MCTS
+
+    space = pg.Dict(a=pg.oneof([0, 1, 2]), b=pg.oneof([0, 1, 2]), c=pg.oneof([0, 1]))
+    algo = MCTS(seed=0, exploration=0.0)   # pure exploitation: repeats are likeliest
+    algo.setup(pg.dna_spec(space))
+    seen = []
+    for _ in range(18):
+        dna = algo.propose()
+        v = pg.materialize(space, dna)
+        algo.feedback(dna, float(v["a"] == 2))   # one branch is best, and small
+        seen.append(tuple(dna.to_numbers()))
+    assert len(set(seen)) == 18                   # all 18 points, none twice
+    dna = algo.propose()                          # exhausted: a repeat is allowed now
+    assert tuple(dna.to_numbers()) in set(seen)
