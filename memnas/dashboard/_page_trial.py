@@ -89,11 +89,31 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
     st.subheader("Training curves")
     ok, points = _ui.guarded(_ui.load_curve, url, t["id"])
     if ok and points:
-        st.plotly_chart(plots.plot_curve(data.curve_frame(points), f"trial {number} curve"),
-                        key="memnas_curve", width="stretch")
+        frame = data.curve_frame(points)
+        is_alpha = frame["name"].str.startswith(ALPHA_PREFIX)
+        if (~is_alpha).any():
+            st.plotly_chart(plots.plot_curve(frame[~is_alpha], f"trial {number} curve"),
+                            key="memnas_curve", width="stretch")
+        if is_alpha.any():
+            _alphas(frame[is_alpha])
     elif ok:
         st.info("This trial reported no curve.")
     _artifacts(url, t["id"])
+
+
+ALPHA_PREFIX = "alpha/"  # sharpDARTS reports architecture weights as alpha/<decision>/<choice>
+
+
+def _alphas(frame: Any) -> None:
+    """How a supernet's architecture weights evolved: one chart per decision."""
+    st.subheader("Architecture weights")
+    st.caption("softmax of each decision's alphas per epoch (a sharpDARTS supernet trial)")
+    # Decision ids may hold "/" themselves: the choice is what follows the last one.
+    parts = frame["name"].str[len(ALPHA_PREFIX):].str.rsplit("/", n=1)
+    frame = frame.assign(decision=parts.str[0], name=parts.str[-1])
+    for i, (decision, part) in enumerate(frame.groupby("decision", sort=True)):
+        st.plotly_chart(plots.plot_curve(part, f"alphas of {decision}"),
+                        key=f"memnas_alpha_{i}", width="stretch")
 
 
 def _dna_text(dna: Any) -> str:

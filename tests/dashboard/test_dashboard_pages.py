@@ -270,3 +270,30 @@ def test_trial_page_lists_stored_artifacts(monkeypatch, tmp_path):
     assert "mask" in table["keys"].iloc[0] and int(table["size"].iloc[0]) > 0
     at = _page(_app(monkeypatch, url), "views/trial.py", experiment="art", trial="1")
     assert "This trial stored no artifacts." in _texts(at.caption)
+
+
+def test_trial_page_charts_a_supernet_s_alphas_apart_from_its_curve(monkeypatch, tmp_path):
+    from memnas.bench._synthetic import fill
+
+    url = f"sqlite:///{tmp_path}/alphas.db"
+    exp_id = fill(url, 3, name="darts")
+    store = Store(url)
+    trial = store.trials(exp_id)[1]
+    store.clear_curve(trial["id"])
+    points = [{"step": e, "name": "loss", "value": 1.0 / (e + 1)} for e in range(3)]
+    for e in range(3):
+        w = 0.5 + 0.1 * e
+        points += [{"step": e, "name": "alpha/layers[=1/2][0].mixer/0", "value": w},
+                   {"step": e, "name": "alpha/layers[=1/2][0].mixer/1", "value": 1 - w},
+                   {"step": e, "name": "alpha/act/0", "value": 0.5}]
+    store.update_trial(trial["id"], curve=points)
+    store.close()
+    at = _page(_app(monkeypatch, url), "views/trial.py", experiment="darts", trial="1")
+    assert not at.exception
+    titles = _titles(at)
+    assert "trial 1 curve" in titles
+    assert "alphas of layers[=1/2][0].mixer" in titles and "alphas of act" in titles
+    spec = _specs(at)[titles.index("alphas of layers[=1/2][0].mixer")]
+    assert sorted(t["name"] for t in spec["data"]) == ["0", "1"]
+    curve = _specs(at)[titles.index("trial 1 curve")]
+    assert [t["name"] for t in curve["data"]] == ["loss"]
