@@ -37,3 +37,15 @@ def store_url(request, tmp_path) -> str:
 def sqlite_url(tmp_path) -> str:
     """A URL of an empty SQLite store in a temporary folder."""
     return f"sqlite:///{tmp_path}/memnas.db"
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: small tensors gain nothing from threads, and one keeps a
+    loaded CPU from stalling them. Use with ``pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,12 +17,7 @@ SMALL = MLP(in_features=64, hidden=[32, 16], out_features=10)
 STEPS = 60
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _imp(**options):

@@ -15,12 +15,7 @@ from memnas.searchspace.sparse import MLP, SparseNet, full_masks, prune
 SMALL = MLP(in_features=64, hidden=[32, 16], out_features=10)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_digits_split_is_fixed_by_seed_disjoint_and_standardised():
