@@ -81,7 +81,25 @@ def make_algorithm(algorithm: Any, seed: int | None = None,
 # Registration on import; these modules need register_algorithm, defined above.
 from memnas.algorithms.mcts import MCTS, mcts  # noqa: E402
 from memnas.algorithms.optuna_sampler import OptunaSampler  # noqa: E402
-from memnas.algorithms.darts import SharpDARTS, SupernetEvaluator, sharp_darts  # noqa: E402
+
+
+# sharpDARTS builds torch supernets: its module (and torch) load on first use, so that
+# choosing any other algorithm does not pay torch's import (~0.8 s).
+@register_algorithm("sharp_darts")
+def sharp_darts(seed: int | None = None, **options: Any) -> pg.geno.DNAGenerator:
+    """sharpDARTS, differentiable weight-sharing search (see `memnas.algorithms.darts`)."""
+    from memnas.algorithms.darts import sharp_darts as factory
+
+    return factory(seed=seed, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SharpDARTS", "SupernetEvaluator"):
+        from memnas.algorithms import darts
+
+        return getattr(darts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ += ["SharpDARTS", "SupernetEvaluator", "sharp_darts"]
 from memnas.algorithms.lottery import LotteryTicketIMP, lottery_space  # noqa: E402
