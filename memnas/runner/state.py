@@ -174,12 +174,12 @@ class SearchState:
             fields.update(status="running", started_at=now, heartbeat_at=now)
         base = self.exp.seed
         trial_id, number = self.store.add_trial(
-            self.exp_id, derive=lambda n: {"seed": trial_seed(base, n)}, **fields)
+            self.exp_id, derive=lambda n: {"seed": trial_seed(base, n)}, input_artifact=payload,
+            **fields)
         pending = Pending({**fields, "id": trial_id, "number": number,
                            "seed": trial_seed(base, number)}, dna, candidate, artifact=payload,
                           marked_running=fields["status"] == "running")
         if payload is not None:
-            self.store.save_artifact(trial_id, "input", payload)
             return pending
         if kind == "hit":
             pending.launch = False
@@ -270,10 +270,9 @@ class SearchState:
             done.append((pending, trial, outcome, extra))
         if not updates:
             return []
-        self.store.update_trials(updates)
-        for _, trial, outcome, _ in done:
-            if outcome["status"] == "completed" and outcome.get("artifact") is not None:
-                self.store.save_artifact(trial["id"], "output", outcome["artifact"])
+        self.store.update_trials(updates, output_artifacts=[
+            (trial["id"], outcome["artifact"]) for _, trial, outcome, _ in done
+            if outcome["status"] == "completed" and outcome.get("artifact") is not None])
         for pending, trial, outcome, extra in done:
             self._fed_back(pending, trial, outcome, extra)
         self.show()
@@ -294,8 +293,10 @@ class SearchState:
             if pending is not None:
                 wants = getattr(self.algorithm, "feedback_artifact", None)
                 if wants is not None:
-                    wants(pending.dna, outcome["artifact"] if outcome.get("artifact") is not None
-                          else self._output_artifact({**trial, **extra}))
+                    artifact = outcome.get("artifact")
+                    if artifact is None and extra.get("cached_from"):  # the source's
+                        artifact = self.store.load_artifact(extra["cached_from"], "output")
+                    wants(pending.dna, artifact)
                 self.algorithm.feedback(pending.dna,
                                         reward_of(values, self.exp.objectives, self.multi))
         if waiters:

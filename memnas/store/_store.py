@@ -70,6 +70,23 @@ def _sql() -> _Statements:
     return _SQL
 
 
+def _artifact_row(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """An artifacts row without its trial id, encoded before any transaction opens."""
+    if kind not in ("input", "output"):
+        raise ValueError(f"artifact kind must be 'input' or 'output', got {kind!r}")
+    data = _artifacts.encode(payload)
+    return {"kind": kind, "keys": _artifacts.describe(payload), "size": len(data),
+            "sha256": _artifacts.digest(data), "data": data, "created_at": _now()}
+
+
+def _put_artifact(conn: sa.Connection, trial_id: int, row: dict[str, Any]) -> None:
+    """Replaces the trial's artifact of the row's kind, inside the caller's transaction."""
+    table = ArtifactRow.__table__
+    conn.execute(sa.delete(table).where(table.c.trial_id == trial_id,
+                                        table.c.kind == row["kind"]))
+    conn.execute(sa.insert(table), {**row, "trial_id": trial_id})
+
+
 def _retryable(e: Exception) -> bool:
     text = str(getattr(e, "orig", e)).lower()
     return isinstance(e, sa.exc.IntegrityError) or "locked" in text or "deadlock" in text \
@@ -256,6 +273,7 @@ class Store:
         return 0 if n is None else n + 1
 
     def add_trial(self, exp_id: int, derive: Callable[[int], dict[str, Any]] | None = None,
+                  input_artifact: dict[str, Any] | None = None,
                   **fields: Any) -> tuple[int, int]:
         """Inserts a trial row numbered one past the highest; returns (id, number).
 
@@ -268,9 +286,12 @@ class Store:
           exp_id: the experiment's id.
           derive: optional ``number -> fields`` for fields that depend on the number
             chosen (a trial's seed), written in the same insert.
+          input_artifact: optional input artifact (see `save_artifact`), stored in the
+            same transaction, so no trial is ever stored without it.
           **fields: the row's other columns.
         """
         sql = _sql()
+        artifact = None if input_artifact is None else _artifact_row("input", input_artifact)
         for attempt in range(_WRITE_RETRIES):
             try:
                 with self.engine.begin() as conn:
@@ -280,8 +301,10 @@ class Store:
                     number = 0 if n is None else n + 1
                     values = {**fields, **(derive(number) if derive else {}),
                               "experiment_id": exp_id, "number": number}
-                    result = conn.execute(sql.insert_trial, values)
-                    return result.inserted_primary_key[0], number
+                    trial_id = conn.execute(sql.insert_trial, values).inserted_primary_key[0]
+                    if artifact is not None:
+                        _put_artifact(conn, trial_id, artifact)
+                    return trial_id, number
             except (sa.exc.IntegrityError, sa.exc.OperationalError) as e:
                 if attempt == _WRITE_RETRIES - 1 or not _retryable(e):
                     raise
@@ -302,15 +325,19 @@ class Store:
         """Sets fields of a trial and appends curve points, in one transaction."""
         self.update_trials([(trial_id, curve, fields)])
 
-    def update_trials(self, updates: Sequence[tuple[int, Sequence[dict], dict[str, Any]]]) -> None:
+    def update_trials(self, updates: Sequence[tuple[int, Sequence[dict], dict[str, Any]]],
+                      output_artifacts: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
         """Applies `update_trial` to several ``(trial_id, curve, fields)`` in one transaction.
 
         The driver stores a batch of finished trials so: one commit instead of one per trial.
+        ``output_artifacts`` (``(trial_id, payload)``, see `save_artifact`) are written in
+        the same transaction, so a completed trial is never stored without its artifact.
 
         Raises:
           StoreError: a trial id that is not in the store (nothing is written then).
         """
         sql = _sql()
+        artifacts = [(tid, _artifact_row("output", payload)) for tid, payload in output_artifacts]
         with self.engine.begin() as conn:
             points: list[dict[str, Any]] = []
             for trial_id, curve, fields in updates:
@@ -328,6 +355,8 @@ class Store:
                               for k, v in latest.items())
             if points:
                 conn.execute(sql.insert_points, points)
+            for trial_id, row in artifacts:
+                _put_artifact(conn, trial_id, row)
 
     def evaluations(self, fingerprint: str, sym_hash: str,
                     fn_hash: str | None = None) -> list[dict[str, Any]]:
@@ -400,15 +429,9 @@ class Store:
           ValueError: ``kind`` is not input/output.
           TypeError: the payload holds something that is neither an array nor JSON-able.
         """
-        if kind not in ("input", "output"):
-            raise ValueError(f"artifact kind must be 'input' or 'output', got {kind!r}")
-        data = _artifacts.encode(payload)
-        row = ArtifactRow(trial_id=trial_id, kind=kind, keys=_artifacts.describe(payload),
-                          size=len(data), sha256=_artifacts.digest(data), data=data)
-        with self._session.begin() as s:
-            s.execute(sa.delete(ArtifactRow).where(ArtifactRow.trial_id == trial_id,
-                                                   ArtifactRow.kind == kind))
-            s.add(row)
+        row = _artifact_row(kind, payload)
+        with self.engine.begin() as conn:
+            _put_artifact(conn, trial_id, row)
 
     def load_artifact(self, trial_id: int, kind: str = "output") -> dict[str, Any] | None:
         """A trial's artifact of ``kind`` as saved (arrays come back as numpy), or None."""

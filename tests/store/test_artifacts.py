@@ -72,3 +72,24 @@ def test_store_written_before_artifacts_gains_the_table(sqlite_url):
     rw.save_artifact(tid, "output", {"x": 1})
     assert rw.load_artifact(tid) == {"x": 1}
     rw.close()
+
+
+def test_artifacts_are_written_with_their_trial_or_not_at_all(store_url):
+    store = Store(store_url)
+    exp = store.create_experiment("e", space={}, space_hash="h", algorithm={}, evaluator={},
+                                  objectives={"accuracy": "max"}, config={})
+    row = dict(status="running", dna=[0], decisions={}, candidate="{}", sym_hash="s")
+    tid, _ = store.add_trial(exp, input_artifact={"mask": np.ones(3, dtype=bool)}, **row)
+    assert store.load_artifact(tid, "input")["mask"].tolist() == [True] * 3
+    with pytest.raises(TypeError, match="'bad' must be an array or JSON-able"):
+        store.add_trial(exp, input_artifact={"bad": object()}, **row)
+    assert len(store.trials(exp)) == 1                    # no trial without its artifact
+    with pytest.raises(Exception, match="no trial with id 999999"):
+        store.update_trials([(tid, (), {"status": "completed"}), (999999, (), {"status": "x"})],
+                            output_artifacts=[(tid, {"w": np.arange(3.0)})])
+    assert store.trials(exp)[0]["status"] == "running" and store.load_artifact(tid) is None
+    store.update_trials([(tid, (), {"status": "completed"})],
+                        output_artifacts=[(tid, {"w": np.arange(3.0)})])
+    assert store.trials(exp)[0]["status"] == "completed"
+    assert store.load_artifact(tid)["w"].tolist() == [0.0, 1.0, 2.0]
+    store.close()
