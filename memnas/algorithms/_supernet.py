@@ -295,7 +295,9 @@ def build_supernet(space: Any, fixed: Mapping[str, Any] | None = None, default: 
     value = builder.walk(space, pg.dna_spec(space))
     if not builder.decisions:
         raise ConfigError("the space has no oneof/manyof whose choices are all modules "
-                          "(torch modules or specs with build()); sharpDARTS has nothing to mix")
+                          "(torch modules or specs with build()); sharpDARTS has nothing to "
+                          "mix among its decisions "
+                          f"{[str(dp.id) for dp in pg.dna_spec(space).decision_points]}")
     if isinstance(value, nn.Module):
         net = value
     elif callable(getattr(value, "build", None)):
