@@ -26,7 +26,8 @@ def app_path() -> str:
 
 
 def command(port: int = 8501, open_browser: bool = False) -> list[str]:
-    """The ``streamlit run`` command line that `launch` starts.
+    """The command line that `launch` starts: ``python -m memnas.dashboard._serve`` with
+    ``streamlit run``'s flags (it warms the caches, then runs ``streamlit run app.py``).
 
     Args:
       port: TCP port to serve on (bound to 127.0.0.1 only).
@@ -37,7 +38,7 @@ def command(port: int = 8501, open_browser: bool = False) -> list[str]:
     """
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"port must be an integer in 1..65535, got {port!r}")
-    return [sys.executable, "-m", "streamlit", "run", app_path(),
+    return [sys.executable, "-m", "memnas.dashboard._serve",
             "--server.headless", "false" if open_browser else "true",
             "--server.address", "127.0.0.1",
             "--server.port", str(port),
@@ -49,8 +50,9 @@ def command(port: int = 8501, open_browser: bool = False) -> list[str]:
 def launch(store_url: str, port: int = 8501, open_browser: bool = False) -> int:
     """Serves the dashboard for ``store_url`` until Streamlit exits or Ctrl-C.
 
-    Runs ``python -m streamlit run app.py`` in a subprocess with ``MEMNAS_STORE`` set;
-    the dashboard only reads the store.
+    Runs `command` in a subprocess with ``MEMNAS_STORE`` set: it first reads what the
+    Experiment page of the most recent experiments needs into the server's caches, then
+    ``streamlit run app.py`` serves (and prints the URL). The dashboard only reads the store.
 
     Args:
       store_url: SQLAlchemy URL of the store (a bare path means a SQLite file).

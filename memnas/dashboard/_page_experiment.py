@@ -1,4 +1,10 @@
-"""The Experiment page: progress, Pareto front, hypervolume, decisions, cache, trials."""
+"""The Experiment page: progress, Pareto front, trials, and on demand best so far,
+hypervolume and decisions.
+
+The first view is the counts, the Pareto front and the trials table; the other analyses
+are one click away (``Show`` pills, or ``?show=best,hypervolume,decisions`` in the URL), so
+that the browser has one chart to draw before the page is usable.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,12 @@ BOX_ROWS = 20000
 """Trials whose decisions feed the box plots (every k-th trial beyond that)."""
 PARALLEL_ROWS = 3000
 """Trials drawn in the parallel-coordinates plot (every k-th trial beyond that)."""
+ANALYSES = {"best": "Best so far", "hypervolume": "Hypervolume over time",
+            "decisions": "Decisions against metrics"}
+"""The analyses shown on demand below the Pareto front, by their name in ``?show=``."""
+SHOW_PARAM = "show"
+SHOW_KEY = "memnas_show"
+KEPT_KEY = "memnas_show_kept"
 
 
 def current_experiment() -> dict[str, Any] | None:
@@ -71,14 +83,41 @@ def _body(name: str, exp_id: int) -> None:
     _counts_row(counts, best, objectives, cache if ok else None)
     if ok:
         st.caption(data.cache_label(cache))
-    if not (df["status"].isin(data.DONE_STATUSES)).any():
+    done = bool(df["status"].isin(data.DONE_STATUSES).any())
+    axes = None
+    if not done:
         st.info("No completed trials yet: charts appear when the first trial finishes.")
     else:
-        _best_so_far_section(df, objectives, exp_id, url)
-        _pareto_section(df, objectives, exp_id, name, url)
+        axes = _pareto_section(df, objectives, exp_id, name, url)
+        _analyses(df, objectives, exp_id, url, axes)
     _trials_section(df, exp_id, name)
-    if (df["status"].isin(data.DONE_STATUSES)).any():
-        _decisions_section(df, objectives, exp_id, url)
+
+
+def value_names(df: Any, objectives: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The values a trial can be charted by (objectives first) and their directions."""
+    names = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
+             data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
+    costs = {c for c in names if c not in objectives and c in set(df.attrs.get("costs") or ())}
+    return names, {n: data.direction_of(n, objectives, costs) for n in names}
+
+
+def warm(url: str, exp: dict[str, Any]) -> None:
+    """Computes, into the server's caches, what the page's first view of ``exp`` reads:
+    its trials frame, cache counters, best values and the default Pareto front, and
+    builds the Pareto figure once (Plotly's first figure in a process is slow)."""
+    exp_id = exp["id"]
+    objectives: dict[str, str] = dict(exp.get("objectives") or {})
+    df = _ui.load_frame(url, exp_id, objectives)
+    _ui.load_cache_counters(url, exp_id)
+    for o, d in objectives.items():
+        _ui.derived(url, exp_id, objectives, "best", o, d)
+    if len(objectives) < 2 or not df["status"].isin(data.DONE_STATUSES).any():
+        return
+    names, directions = value_names(df, objectives)
+    info = _ui.derived(url, exp_id, objectives, "pareto", names[0], names[1], directions,
+                       tuple(names), None, MAX_SCATTER)
+    if not info.points.empty:
+        plots.plot_pareto(info).to_json()
 
 
 def _counts_row(counts: data.Counts, best: dict[str, Any], objectives: dict[str, str],
@@ -106,12 +145,12 @@ def _over(exp_id: int) -> str:
 
 
 def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int,
-                         url: str) -> None:
+                         url: str, over: str) -> None:
     items = list(objectives.items())
-    if not items:
-        return
     st.subheader("Best so far")
-    over = _over(exp_id)
+    if not items:
+        st.info("The experiment names no objectives.")
+        return
     cols = st.columns(min(len(items), 2))
     for i, (obj, direction) in enumerate(items):
         with cols[i % len(cols)]:
@@ -124,16 +163,14 @@ def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int,
 
 
 def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
-                    url: str) -> None:
+                    url: str) -> tuple[str, str, dict[str, str]] | None:
+    """The Pareto chart; returns its axes and the values' directions (None without one)."""
     st.subheader("Pareto front")
     if len(objectives) < 2:
         st.info(f"Single-objective experiment ({data.objectives_label(objectives)}): "
                 "there is no Pareto front to show.")
-        return
-    names = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
-             data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
-    costs = {c for c in names if c not in objectives and c in set(df.attrs.get("costs") or ())}
-    directions = {n: data.direction_of(n, objectives, costs) for n in names}
+        return None
+    names, directions = value_names(df, objectives)
     label = lambda n: f"{n} ({directions[n]})"  # noqa: E731
     c1, c2, c3 = st.columns(3)
     x = c1.selectbox("x axis", names, index=0, format_func=label,
@@ -145,12 +182,12 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
     color = None if color == "(none)" else color
     if x == y:
         st.warning("Choose two different values for the axes.")
-        return
+        return None
     info = _ui.derived(url, exp_id, objectives, "pareto", x, y, directions, tuple(names),
                        color, MAX_SCATTER)
     if info.points.empty:
         st.info(f"No finished trial has both {x!r} and {y!r}.")
-        return
+        return x, y, directions
     event = st.plotly_chart(plots.plot_pareto(info, color=color), key="memnas_pareto",
                             width="stretch", on_select="rerun", selection_mode="points")
     total = info.points.attrs.get("total", len(info.points))
@@ -170,18 +207,65 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
             st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
                          icon=":material/account_tree:",
                          query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})
+    return x, y, directions
+
+
+def _kept_analyses() -> None:
+    chosen = list(st.session_state.get(SHOW_KEY) or [])
+    st.session_state[KEPT_KEY] = chosen  # survives visits to other pages
+    if chosen:
+        st.query_params[SHOW_PARAM] = ",".join(chosen)
+    else:
+        st.query_params.pop(SHOW_PARAM, None)
+
+
+def shown_analyses(default: list[str]) -> list[str]:
+    """The ``Show`` pills: the analyses picked (``?show=`` names them, ``all`` for every
+    one; else the visitor's last choice, else ``default``)."""
+    wanted = st.query_params.get(SHOW_PARAM)
+    if wanted is not None:
+        parts = [p.strip() for p in wanted.split(",")]
+        st.session_state[SHOW_KEY] = list(ANALYSES) if "all" in parts else \
+            [p for p in ANALYSES if p in parts]
+    elif SHOW_KEY not in st.session_state:
+        kept = st.session_state.get(KEPT_KEY)
+        st.session_state[SHOW_KEY] = list(default if kept is None else kept)
+    chosen = st.pills("Show", list(ANALYSES), format_func=ANALYSES.get, selection_mode="multi",
+                      key=SHOW_KEY, on_change=_kept_analyses,
+                      help="More analyses of the experiment, drawn on demand.")
+    return [a for a in ANALYSES if a in (chosen or [])]
+
+
+def _analyses(df: Any, objectives: dict[str, str], exp_id: int, url: str,
+              axes: tuple[str, str, dict[str, str]] | None) -> None:
+    # Without a Pareto front (one objective) the best-so-far curve is the page's chart.
+    chosen = shown_analyses([] if len(objectives) >= 2 else ["best"])
+    over = _over(exp_id) if {"best", "hypervolume"} & set(chosen) else "number"
+    if "best" in chosen:
+        _best_so_far_section(df, objectives, exp_id, url, over)
+    if "hypervolume" in chosen:
+        _hypervolume_section(objectives, exp_id, url, axes, over)
+    if "decisions" in chosen:
+        _decisions_section(df, objectives, exp_id, url)
+
+
+def _hypervolume_section(objectives: dict[str, str], exp_id: int, url: str,
+                         axes: tuple[str, str, dict[str, str]] | None, over: str) -> None:
+    st.subheader("Hypervolume over time")
+    if axes is None:
+        st.info("Hypervolume needs a Pareto front of two different values.")
+        return
+    x, y, directions = axes
     hv = _ui.derived(url, exp_id, objectives, "hypervolume", x, y, directions)
-    if len(hv):
-        st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=_over_key(exp_id)),
-                        key="memnas_hypervolume", width="stretch")
-        ref = hv.attrs["reference"]
-        st.caption(f"Reference point ({x}, {y}) = ({ref[0]:.4g}, {ref[1]:.4g}): each "
-                   "value's worst finished value, 10% of its range beyond.")
-
-
-def _over_key(exp_id: int) -> str:
-    return "number" if st.session_state.get(f"memnas_over_{exp_id}", "trial number") == \
-        "trial number" else "finished_at"
+    if not len(hv):
+        st.info(f"No finished trial has both {x!r} and {y!r}.")
+        return
+    st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=over),
+                    key="memnas_hypervolume", width="stretch")
+    ref = hv.attrs["reference"]
+    st.caption(f"Of the Pareto front's axes. Reference point ({x}, {y}) = "
+               f"({ref[0]:.4g}, {ref[1]:.4g}): each value's worst finished value, 10% of its "
+               "range beyond.")
 
 
 def _picked_numbers(event: Any) -> list[int]:

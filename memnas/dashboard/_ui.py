@@ -23,7 +23,12 @@ SELECT_KEY = "memnas_experiment"
 GOTO_KEY = "memnas_goto_experiment"
 LIVE_KEY = "memnas_live"
 READ_TTL_S = 3
-FRAME_TTL_S = 600
+FRAME_TTL_S = 12 * 3600
+"""Lifetime of the reads keyed by an experiment's trial stamp (frames, derived data).
+
+They are never stale (a new trial changes the key); the TTL and ``max_entries`` only free
+memory. Long, so that what the server warmed at start is still there for the first visit.
+"""
 LIVE_EVERY_S = 5
 
 

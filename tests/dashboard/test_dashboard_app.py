@@ -53,15 +53,19 @@ def test_two_objective_experiment_page(monkeypatch, dashboard_store):
     assert at.query_params["experiment"] == TWO
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["trials"] == "12" and int(metrics["failed"]) >= 1
-    titles = _chart_titles(at)
-    assert titles[:2] == ["Best accuracy so far (↑ max)", "Best params so far (↓ min)"]
-    assert titles[2] == "Pareto front: accuracy (↑ max) vs params (↓ min)"
+    # The first view: one chart (the Pareto front) and the trials table.
+    assert _chart_titles(at) == ["Pareto front: accuracy (↑ max) vs params (↓ min)"]
     exp_id = _exp_id(at, TWO)
     assert at.selectbox(key=f"memnas_pareto_x_{exp_id}").value == "accuracy"
     assert at.selectbox(key=f"memnas_pareto_y_{exp_id}").value == "params"
     trials = at.dataframe[0].value
     assert len(trials) == 12
     assert "ValueError: cannot evaluate y=3" in "\n".join(trials["error"])
+    at.button_group(key="memnas_show").set_value(["best"]).run()
+    assert not at.exception
+    assert _chart_titles(at) == ["Pareto front: accuracy (↑ max) vs params (↓ min)",
+                                 "Best accuracy so far (↑ max)", "Best params so far (↓ min)"]
+    assert at.query_params["show"] == "best"
 
 
 def _exp_id(at: AppTest, name: str) -> int:
@@ -84,7 +88,7 @@ def test_single_objective_experiment_has_no_pareto_chart(monkeypatch, dashboard_
     at = _open(_app(monkeypatch, dashboard_store), SINGLE)
     assert not at.exception
     titles = _chart_titles(at)
-    assert titles[0] == "Best loss so far (↓ min)"
+    assert titles[0] == "Best loss so far (↓ min)"  # shown at once without a Pareto front
     assert not [t for t in titles if t.startswith("Pareto")]
     assert "Single-objective experiment" in _texts(at.info)
 
@@ -145,6 +149,7 @@ def test_file_that_is_not_a_store(monkeypatch, tmp_path):
 
 def test_live_update_and_refresh(monkeypatch, dashboard_store):
     at = _open(_app(monkeypatch, dashboard_store), TWO)
+    at.button_group(key="memnas_show").set_value(["best", "hypervolume"]).run()
     at.sidebar.toggle[0].set_value(True).run()
     assert not at.exception
     assert len(_chart_titles(at)) >= 3

@@ -171,12 +171,13 @@ def test_launch_runs_streamlit_with_the_store(monkeypatch):
     monkeypatch.setattr(dashboard.subprocess, "Popen", FakePopen)
     assert dashboard.launch("sqlite:///x.db", port=8600) == 3
     cmd = seen["cmd"]
-    assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"] and cmd[4] == dashboard.app_path()
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    # The warming server (`memnas.dashboard._serve`) runs `streamlit run app.py FLAGS`.
+    assert cmd[:3] == [sys.executable, "-m", "memnas.dashboard._serve"]
+    flags = dict(zip(cmd[3::2], cmd[4::2]))
     assert flags["--server.headless"] == "true" and flags["--server.address"] == "127.0.0.1"
     assert flags["--server.port"] == "8600"
     assert seen["env"][dashboard.ENV_VAR] == "sqlite:///x.db"
-    assert dashboard.command(open_browser=True)[6] == "false"
+    assert dashboard.command(open_browser=True)[4] == "false"
     with pytest.raises(ValueError, match="70000"):
         dashboard.launch("sqlite:///x.db", port=70000)
 

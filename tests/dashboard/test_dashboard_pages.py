@@ -55,9 +55,13 @@ def _exp_id(url: str, name: str) -> int:
 
 
 def test_experiment_page_sections(monkeypatch, dashboard_store):
-    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO,
+               show="all")
     assert not at.exception
+    assert at.button_group(key="memnas_show").value == ["best", "hypervolume", "decisions"]
     titles = _titles(at)
+    assert titles[0].startswith("Pareto front")
+    assert {"Best accuracy so far (↑ max)", "Best params so far (↓ min)"} <= set(titles)
     assert "Hypervolume of accuracy vs params" in titles
     assert "accuracy by y" in titles or "accuracy by x" in titles
     assert not any(t.startswith("Decisions against") for t in titles)  # opt-in
@@ -87,8 +91,40 @@ def test_pareto_colour_by_a_third_value(monkeypatch, dashboard_store):
     assert rest["marker"]["colorbar"]["title"]["text"] == "loss"
 
 
-def test_best_so_far_over_time(monkeypatch, dashboard_store):
+@pytest.mark.parametrize("show,titles", [
+    ("best", ["Best accuracy so far (↑ max)", "Best params so far (↓ min)"]),
+    ("hypervolume", ["Hypervolume of accuracy vs params"]),
+    ("decisions", ["accuracy by "]),
+])
+def test_each_analysis_is_one_click_away(monkeypatch, dashboard_store, show, titles):
     at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    first = _titles(at)
+    assert len(first) == 1 and first[0].startswith("Pareto front")  # and nothing else yet
+    at.button_group(key="memnas_show").select(show).run()
+    assert not at.exception
+    assert at.query_params["show"] == show  # the URL names what is shown
+    drawn = _titles(at)[1:]
+    assert len(drawn) == len(titles)
+    assert all(t.startswith(want) for t, want in zip(drawn, titles)), drawn
+    at.button_group(key="memnas_show").unselect(show).run()
+    assert len(_titles(at)) == 1 and "show" not in at.query_params
+
+
+def test_the_chosen_analyses_stay_chosen_across_pages(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
+    at.button_group(key="memnas_show").set_value(["hypervolume", "best"]).run()
+    at.query_params["trial"] = "1"
+    at.switch_page("views/trial.py").run()
+    at.query_params.pop("show", None)
+    at.switch_page("views/experiment.py").run()
+    assert not at.exception
+    assert set(at.button_group(key="memnas_show").value) == {"best", "hypervolume"}
+    assert len(_titles(at)) == 4  # Pareto, two best-so-far curves, hypervolume
+
+
+def test_best_so_far_over_time(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO,
+               show="best")
     exp_id = _exp_id(dashboard_store, TWO)
     at.radio(key=f"memnas_over_{exp_id}").set_value("time").run()
     assert not at.exception

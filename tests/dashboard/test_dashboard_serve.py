@@ -1,0 +1,67 @@
+"""The server's warm-up: `memnas dashboard` fills the pages' caches before it serves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboard_helpers import CACHED, MEMORY, TWO
+from memnas.dashboard import ENV_VAR, _serve, _sql, _ui, app_path, data
+
+
+@pytest.fixture
+def cold():
+    """Empty caches before and after (they are the process's, shared with other tests)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _broken(*args, **kwargs):
+    raise AssertionError("read again: the warm-up did not fill the cache")
+
+
+def test_warm_fills_what_the_experiment_page_reads_first(monkeypatch, dashboard_store, cold):
+    out = _serve.warm(dashboard_store, experiments=3)
+    assert out["error"] is None and out["seconds"] > 0
+    assert out["experiments"] == [CACHED, MEMORY, out["experiments"][2]]  # newest first
+    # The most recent experiments' first view now comes from the caches alone.
+    monkeypatch.setattr(_sql, "trials_frame", _broken)
+    monkeypatch.setattr(data, "pareto_info", _broken)
+    monkeypatch.setenv(ENV_VAR, dashboard_store)
+    at = AppTest.from_file(app_path(), default_timeout=30).run()
+    at.query_params["experiment"] = MEMORY
+    at.switch_page("views/experiment.py").run()
+    assert not at.exception
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"]
+              for c in at.get("plotly_chart")]
+    assert len(titles) == 1 and titles[0].startswith("Pareto front")
+    assert len(at.dataframe[0].value) == 5
+
+
+def test_an_experiment_not_warmed_is_read_on_its_first_visit(monkeypatch, dashboard_store,
+                                                            cold):
+    _serve.warm(dashboard_store, experiments=1)  # only the newest one
+    monkeypatch.setattr(_sql, "trials_frame", _broken)
+    monkeypatch.setenv(ENV_VAR, dashboard_store)
+    at = AppTest.from_file(app_path(), default_timeout=30).run()
+    at.query_params["experiment"] = TWO
+    at.switch_page("views/experiment.py").run()
+    errors = "\n".join(e.value for e in at.error)
+    assert "read again" in errors  # the read was not cached: the test's stand-in refused it
+
+
+def test_warm_never_fails_the_server(tmp_path, cold):
+    out = _serve.warm(f"sqlite:///{tmp_path}/missing/store.db")
+    assert out["experiments"] == [] and "does not exist" in out["error"]
+
+
+def test_warmed_frames_outlive_the_wait_for_a_first_visitor():
+    # Frames are keyed by the trials' stamp, so they are never stale; the TTL only frees
+    # memory, and must not expire the warm-up before someone opens the page.
+    assert _ui.FRAME_TTL_S >= 6 * 3600
