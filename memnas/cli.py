@@ -35,6 +35,19 @@ def main() -> None:
     """memnas: neural-architecture search over memory architectures."""
 
 
+def _batch(value: str) -> int | str:
+    """The --batch option: "auto" or a positive integer."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"expected a positive integer or 'auto', got {value!r}")
+    return n
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
@@ -49,8 +62,11 @@ def main() -> None:
               show_default=True, help="Ray tasks, Ray Tune (with a scheduler), or in-process.")
 @click.option("--scheduler", type=click.Choice(["asha", "fifo"]), default=None,
               help="Ray Tune scheduler (with --executor tune; default asha).")
+@click.option("--batch", default="1", show_default=True, callback=lambda c, p, v: _batch(v),
+              help="Trials per task: an integer, or 'auto' for short trials (tabular "
+                   "benchmarks): several per task once trials are timed under 20 ms.")
 def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
-        name: str | None, executor: str, scheduler: str | None) -> None:
+        name: str | None, executor: str, scheduler: str | None, batch: int | str) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
     from memnas.loader import load_experiment_file
     from memnas.store import normalize_url
@@ -64,7 +80,8 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
                f", {max_trials} trials, {workers} workers, {executor}) into {experiment.store}",
                err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
-                            ray_address=ray_address, progress=True, scheduler=scheduler)
+                            ray_address=ray_address, progress=True, scheduler=scheduler,
+                            batch=batch)
     _print_summary(result)
     store_arg = f" --store {experiment.store}"
     click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
@@ -106,8 +123,9 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
                             else "ray")
     click.echo(f"memnas: resuming {name!r} to {max_trials} trials with {workers} workers "
                f"({executor}) from {module_file}", err=True)
+    batch = last.get("batch", 1) if executor != "tune" else 1
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
-                            ray_address=ray_address, progress=True)
+                            ray_address=ray_address, progress=True, batch=batch)
     _print_summary(result)
 
 

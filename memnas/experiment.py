@@ -181,7 +181,7 @@ class Experiment:
     # -- the public verbs ----------------------------------------------------------
     def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
             ray_address: str | None = None, progress: bool = False,
-            scheduler: Any = None) -> "Result":
+            scheduler: Any = None, batch: int | str = 1) -> "Result":
         """Runs the search until the experiment holds ``max_trials`` finished trials.
 
         Args:
@@ -194,6 +194,9 @@ class Experiment:
           scheduler: with ``executor="tune"`` only: "asha" (default), "fifo" or a Ray
             Tune scheduler object (e.g. ``ASHAScheduler(metric="loss", mode="min")`` to
             compare a curve metric other than the first objective).
+          batch: trials per task: 1 (default), an integer, or "auto" (several per task
+            once trials are timed under 20 ms: tabular benchmarks, surrogates). An
+            algorithm then has up to ``workers * batch`` proposals in flight.
 
         Returns:
           The experiment's `Result`, read from the store.
@@ -202,7 +205,8 @@ class Experiment:
         from memnas.runner.driver import run_experiment
 
         run_experiment(self, max_trials=max_trials, workers=workers, executor=executor,
-                       ray_address=ray_address, progress=progress, scheduler=scheduler)
+                       ray_address=ray_address, progress=progress, scheduler=scheduler,
+                       batch=batch)
         return Result(self.name, self.store)
 
     def __repr__(self) -> str:

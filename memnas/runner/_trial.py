@@ -54,3 +54,10 @@ def node_name() -> str:
     except Exception:  # a node name is informative only
         pass
     return host
+
+
+def run_trials(evaluator: Callable[[Any, Context], Any],
+               batch: list[tuple[Any, Context]]) -> list[dict[str, Any]]:
+    """`run_trial` for each ``(candidate, ctx)`` of a batch, in order: one task, several
+    short trials (see `memnas.runner.driver.BatchSizer`)."""
+    return [run_trial(evaluator, candidate, ctx) for candidate, ctx in batch]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from memnas.errors import ConfigError
 from memnas.runner._records import failure
-from memnas.runner._trial import run_trial
+from memnas.runner._trial import run_trials
 from memnas.runner.executors import Executor, make_executor
 from memnas.runner.progress import Progress
 from memnas.runner.state import FINISHED, HEARTBEAT_S, Pending, SearchState
@@ -19,72 +19,136 @@ if TYPE_CHECKING:
     from memnas.experiment import Experiment
 
 
-def drive(state: SearchState, executor: Executor, max_trials: int, workers: int) -> None:
+class BatchSizer:
+    """How many trials one executor task runs: 1, a fixed number, or sized from trial times.
+
+    A task costs the driver about 1 ms (Ray's submit, wait and get) however short its
+    trial; for trials of a few milliseconds (tabular benchmarks, surrogates, the no-op
+    trials of `memnas bench overhead`) that is most of the run. ``"auto"`` runs one trial
+    per task until trials have been timed, then as many as fill about
+    ``TARGET_TASK_S`` of evaluation (at most ``MAX_BATCH``); trials of 20 ms or more
+    always go one per task. Batches are never larger than an even share of the trials
+    left, so the last ones still spread over the workers. With a batch of k, an
+    algorithm has up to ``workers * k`` proposals in flight before it hears back.
+
+    Args:
+      batch: 1 (one trial per task; the default), an integer k, or "auto".
+      timeout_s: the experiment's time limit per trial; batching is off with one (a
+        batch's running time cannot be charged to one of its trials).
+    """
+
+    TARGET_TASK_S = 0.02
+    MAX_BATCH = 32
+
+    def __init__(self, batch: int | str = 1, timeout_s: float | None = None) -> None:
+        if batch != "auto" and (not isinstance(batch, int) or isinstance(batch, bool)
+                                or batch < 1):
+            raise ConfigError(f"batch must be a positive integer or 'auto', got {batch!r}")
+        self.batch = 1 if timeout_s else batch
+        self._mean: float | None = None          # running mean of a trial's wall time
+
+    def observe(self, outcomes: list[dict[str, Any]]) -> None:
+        """Takes the wall times of finished trials into account."""
+        for o in outcomes:
+            w = o.get("wall_time")
+            if w is not None:
+                self._mean = w if self._mean is None else 0.8 * self._mean + 0.2 * w
+
+    def size(self, left: int, free_slots: int) -> int:
+        """Trials for the next task, given ``left`` trials still wanted and free slots."""
+        if self.batch == "auto":
+            k = 1 if self._mean is None else \
+                max(1, min(self.MAX_BATCH, int(self.TARGET_TASK_S / max(self._mean, 1e-5))))
+        else:
+            k = self.batch
+        return max(1, min(k, math.ceil(left / max(1, free_slots))))
+
+
+def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
+          batch: int | str = 1) -> None:
     """Runs trials on ``executor`` until the experiment holds ``max_trials`` finished ones.
 
-    Keeps ``workers`` trials in flight. A trial whose worker dies is run again up to
-    the experiment's ``max_attempts``; one over its ``timeout_s`` is cancelled and
+    Keeps ``workers`` tasks in flight, each running one trial or, with ``batch``, a
+    batch of short ones (see `BatchSizer`). A trial whose worker dies is run again up
+    to the experiment's ``max_attempts``; one over its ``timeout_s`` is cancelled and
     failed. Every ``HEARTBEAT_S`` seconds the driver and its running trials send a
     heartbeat (not on every turn of the loop: with short trials that would be a write
     per trial). Trials that end together are stored in one transaction.
     """
     queue = state.start()                       # trials a previous driver left unfinished
-    in_flight: dict[Any, tuple[Pending, float]] = {}
+    in_flight: dict[Any, tuple[list[Pending], float]] = {}
+    running = 0                                 # trials in those tasks
     exhausted = False
     timeout = state.exp.timeout_s
+    sizer = BatchSizer(batch, timeout)
     next_beat = time.monotonic() + HEARTBEAT_S   # new trials are stored with a heartbeat
     try:
         while True:
-            while len(in_flight) < workers and \
-                    state.finished + len(in_flight) + state.num_waiting < max_trials:
-                if queue:
-                    pending = state.requeue(queue.pop(0))
-                    if pending is None:         # out of attempts: stored as failed
-                        continue
-                elif exhausted or (pending := state.propose()) is None:
-                    exhausted = not (in_flight and state.algorithm_waiting)
+            while len(in_flight) < workers:
+                group: list[Pending] = []
+                k = sizer.size(max_trials - state.finished - running - state.num_waiting,
+                               workers - len(in_flight))
+                while len(group) < k and \
+                        state.finished + running + len(group) + state.num_waiting < max_trials:
+                    if queue:
+                        pending = state.requeue(queue.pop(0))
+                        if pending is None:     # out of attempts: stored as failed
+                            continue
+                    elif exhausted or (pending := state.propose()) is None:
+                        exhausted = not ((in_flight or group) and state.algorithm_waiting)
+                        break
+                    if pending.launch:          # else the equivalence cache answered it
+                        group.append(pending)
+                if not group:
                     break
-                if not pending.launch:          # the equivalence cache answered it
-                    continue
-                handle = executor.submit(run_trial, state.exp.evaluator, pending.candidate,
-                                         state.context(pending), **state.exp.resources)
-                in_flight[handle] = (pending, time.monotonic())
+                handle = executor.submit(run_trials, state.exp.evaluator,
+                                         [(p.candidate, state.context(p)) for p in group],
+                                         **state.exp.resources)
+                in_flight[handle] = (group, time.monotonic())
+                running += len(group)
             if not in_flight:
                 break
             finished = []
             for handle in executor.wait(list(in_flight), 1,
                                         timeout=max(0.0, next_beat - time.monotonic())):
-                pending, _ = in_flight.pop(handle)
+                group, _ = in_flight.pop(handle)
+                running -= len(group)
                 try:
-                    outcome = executor.result(handle)
-                except Exception as e:          # the worker process died under the trial
-                    queue.append(state.lost(pending, f"worker died: {type(e).__name__}: "
-                                                     f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}"))
+                    outcomes = executor.result(handle)
+                except Exception as e:          # the worker process died under the trials
+                    why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                    queue.extend(state.lost(p, f"worker died: {type(e).__name__}: {why}")
+                                 for p in group)
                     continue
-                finished.append((pending, outcome))
+                sizer.observe(outcomes)
+                finished.extend(zip(group, outcomes))
             state.finish_many(finished)         # one transaction for all done at once
             if timeout:
                 now = time.monotonic()
-                for handle, (pending, started) in list(in_flight.items()):
-                    if now - started > timeout:
+                for handle, (group, started) in list(in_flight.items()):
+                    if now - started > timeout:  # batches are off with a timeout: one trial
                         executor.cancel(handle)
                         del in_flight[handle]
-                        state.finish(pending, failure(f"timed out: still running after the "
+                        running -= len(group)
+                        state.finish_many((p, failure(f"timed out: still running after the "
                                                       f"time limit of {timeout} s"))
+                                          for p in group)
             if time.monotonic() >= next_beat:
-                state.heartbeat(p for p, _ in in_flight.values())
+                state.heartbeat(p for group, _ in in_flight.values() for p in group)
                 next_beat = time.monotonic() + HEARTBEAT_S
     except BaseException:
         for handle in in_flight:
             executor.cancel(handle)
-        state.close("interrupted", leftover=[p for p, _ in in_flight.values()])
+        state.close("interrupted",
+                    leftover=[p for group, _ in in_flight.values() for p in group])
         raise
     state.close("completed")
 
 
 def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
                    executor: str | Executor = "ray", ray_address: str | None = None,
-                   progress: bool | Progress = False, scheduler: Any = None) -> None:
+                   progress: bool | Progress = False, scheduler: Any = None,
+                   batch: int | str = 1) -> None:
     """Runs ``experiment`` until it holds ``max_trials`` finished trials.
 
     The store is opened first, so a bad URL fails before anything is started. An
@@ -92,6 +156,7 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
     replaying the stored results and trials left pending or running are run again.
     ``executor="tune"`` runs the trials with Ray Tune and its ``scheduler`` ("asha"
     by default, "fifo", or a Tune scheduler object; see `memnas.runner.tune`).
+    ``batch`` sets how many trials one task runs (see `BatchSizer`).
     """
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ConfigError(f"max_trials must be a positive integer, got {max_trials!r}")
@@ -99,6 +164,10 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     if isinstance(executor, str) and executor not in ("ray", "local", "tune"):
         raise ConfigError(f"unknown executor {executor!r}; expected 'ray', 'local' or 'tune'")
+    BatchSizer(batch)                           # a bad batch fails before anything starts
+    if batch != 1 and executor == "tune":
+        raise ConfigError(f"batch={batch!r} needs executor='ray' or 'local'; Ray Tune runs "
+                          f"one trial per Tune trial")
     if scheduler is not None and executor != "tune":
         raise ConfigError(f"a scheduler ({scheduler!r:.60}) needs executor='tune', "
                           f"got executor={executor!r}")
@@ -113,7 +182,7 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
             if len(trials) >= max_trials and all(t["status"] in FINISHED for t in trials):
                 return                          # nothing left to run: start no executor
         state = SearchState(experiment, store)
-        state.remember_run(max_trials=max_trials, workers=workers,
+        state.remember_run(max_trials=max_trials, workers=workers, batch=batch,
                            executor=executor if isinstance(executor, str) else type(executor).__name__)
         cpus = None
         if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
@@ -130,7 +199,7 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
             run_with_tune(state, max_trials, workers, scheduler=scheduler or "asha",
                           ray_address=ray_address, num_cpus=cpus)
         else:
-            drive(state, executor, max_trials, workers)
+            drive(state, executor, max_trials, workers, batch=batch)
     finally:
         if bar is not None:
             bar.close()

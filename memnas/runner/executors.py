@@ -175,10 +175,10 @@ def warm_up(n: int) -> list[Any]:
       The tasks' handles (nothing needs them).
     """
     from memnas.measurement import Context
-    from memnas.runner._trial import run_trial
+    from memnas.runner._trial import run_trials
 
-    task = _remote(run_trial).options(num_cpus=1, max_retries=0)
-    return [task.remote(_warm_evaluator, None, Context()) for _ in range(max(1, n))]
+    task = _remote(run_trials).options(num_cpus=1, max_retries=0)
+    return [task.remote(_warm_evaluator, [(None, Context())]) for _ in range(max(1, n))]
 
 
 def make_executor(kind: str, *, address: str | None = None, num_cpus: float | None = None,
