@@ -45,6 +45,15 @@ def title_js(prefix: str) -> str:
             f".some((t) => t.textContent.startsWith({prefix!r}))")
 
 
+def charts_js(*prefixes: str) -> str:
+    """A ready condition: the trials table and a drawn Plotly chart for each title prefix."""
+    wanted = ", ".join(repr(p) for p in prefixes)
+    return ("() => { const titles = Array.from(document.querySelectorAll("
+            "'.js-plotly-plot .gtitle')).map((t) => t.textContent); "
+            f"return [{wanted}].every((p) => titles.some((t) => t.startsWith(p))) && "
+            f"({TABLE_JS})(); }}")
+
+
 ERRORS_JS = """() => {
   const out = [];
   document.querySelectorAll('[data-testid="stException"]').forEach(
@@ -77,10 +86,12 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve(store_url: str, port: int | None = None, timeout_s: float = 60.0,
           log_path: str | None = None) -> Iterator[str]:
-    """Runs ``streamlit run`` of the dashboard (as `memnas dashboard` does) until exit.
+    """Runs the dashboard's server (`memnas.dashboard.command`, as `memnas dashboard` does)
+    until exit.
 
     Yields:
-      The base URL, once Streamlit's health check answers.
+      The base URL, once Streamlit's health check answers: after the server's warm-up,
+      when `memnas dashboard` prints that it serves.
 
     Raises:
       RuntimeError: the server exited or did not answer within ``timeout_s`` (with

@@ -102,20 +102,28 @@ def value_names(df: Any, objectives: dict[str, str]) -> tuple[list[str], dict[st
 
 
 def warm(url: str, exp: dict[str, Any]) -> None:
-    """Computes, into the server's caches, what the page's first view of ``exp`` reads:
-    its trials frame, cache counters, best values and the default Pareto front, and
-    builds the Pareto figure once (Plotly's first figure in a process is slow)."""
+    """Computes, into the server's caches, what the page shows of ``exp`` by default:
+    its trials frame, cache counters, best values, the default Pareto front, its
+    hypervolume and the first decision's values, and builds the Pareto figure once
+    (Plotly's first figure in a process is slow)."""
     exp_id = exp["id"]
     objectives: dict[str, str] = dict(exp.get("objectives") or {})
     df = _ui.load_frame(url, exp_id, objectives)
     _ui.load_cache_counters(url, exp_id)
     for o, d in objectives.items():
         _ui.derived(url, exp_id, objectives, "best", o, d)
-    if len(objectives) < 2 or not df["status"].isin(data.DONE_STATUSES).any():
+    if not df["status"].isin(data.DONE_STATUSES).any():
+        return
+    keys = _ui.load_decision_keys(url, exp_id)
+    if keys:
+        _ui.load_decisions(url, exp_id, keys[:1], max(1, len(df) // BOX_ROWS))
+    if len(objectives) < 2:
         return
     names, directions = value_names(df, objectives)
-    info = _ui.derived(url, exp_id, objectives, "pareto", names[0], names[1], directions,
-                       tuple(names), None, MAX_SCATTER)
+    x, y = names[0], names[1]
+    info = _ui.derived(url, exp_id, objectives, "pareto", x, y, directions, tuple(names),
+                       None, MAX_SCATTER)
+    _ui.derived(url, exp_id, objectives, "hypervolume", x, y, directions)
     if not info.points.empty:
         plots.plot_pareto(info).to_json()
 

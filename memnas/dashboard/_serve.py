@@ -76,11 +76,13 @@ def _restore(levels: dict[str, int]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Warms the caches for ``$MEMNAS_STORE``, then runs ``streamlit run app.py ARGV``."""
-    from memnas.dashboard import app_path
-    from memnas.dashboard._ui import store_url
+    import os
+
+    from memnas.dashboard import ENV_VAR, app_path
+    from memnas.store import DEFAULT_URL
 
     args = list(sys.argv[1:] if argv is None else argv)
-    url = store_url()
+    url = os.environ.get(ENV_VAR, "").strip() or DEFAULT_URL  # as `_ui.store_url` reads it
     done = warm(url)
     note = f"; not warmed: {done['error']}" if done["error"] else ""
     print(f"memnas dashboard: warmed {len(done['experiments'])} experiment(s) in "

@@ -33,6 +33,9 @@ needs_browser = pytest.mark.skipif(
 PAGES = [
     ("experiments", "/experiments", _browser.TABLE_JS),
     ("experiment", f"/experiment?experiment={TWO}", _browser.EXPERIMENT_JS),
+    ("experiment-all", f"/experiment?experiment={TWO}&show=all",
+     _browser.charts_js("Pareto front", "Best accuracy so far", "Best params so far",
+                        "Hypervolume", "accuracy by ")),
     ("trial", f"/trial?experiment={MEMORY}&trial=0", _browser.title_js("Architecture")),
     ("compare", "/compare", _browser.title_js("Pareto fronts")),
 ]
@@ -149,6 +152,7 @@ def test_bench_dashboard_measures_the_experiment_page(tmp_path):
     assert out["under_target"] == (out["render_s"] < 3.0)
     assert out["read_s"] > 0 and out["front"] >= 1 and out["small_render_s_warm"] > 0
     assert 0 < out["render_s_in_app"] < 120
+    assert 0 < out["render_s_all"] < 120 and out["server_start_s"] > 0
     assert shot.stat().st_size > 20_000
     assert "render (navigation start -> Pareto chart and trials table visible)" in proc.stdout
 
