@@ -7,6 +7,8 @@ from typing import Any
 
 import pyglove as pg
 
+from memnas.runner._records import decisions_of
+
 _LITERALS = (bool, int, float, str, type(None))
 
 
@@ -39,6 +41,20 @@ class Decoder:
     def __call__(self, dna: pg.DNA) -> Any:
         """The candidate ``dna`` stands for."""
         return self._fast(dna) if self.fast else pg.materialize(self.space, dna)
+
+    def decisions(self, dna: pg.DNA) -> dict[str, Any]:
+        """`decisions_of(dna)`, from labels PyGlove formatted once (fast spaces only)."""
+        return self._decisions(dna) if self.fast else decisions_of(dna)
+
+    def _decisions(self, dna: pg.DNA) -> dict[str, Any]:
+        children = [dna] if len(self._slots) == 1 else dna.children
+        if len(children) != len(self._slots):
+            return decisions_of(dna)
+        out = {}
+        for name, labels, child in zip(self._names, self._labels, children):
+            v = child.value
+            out[name] = v if labels is None else labels[v]
+        return out
 
     def _fast(self, dna: pg.DNA) -> Any:
         children = [dna] if len(self._slots) == 1 else dna.children
@@ -74,6 +90,13 @@ class Decoder:
                 raise ValueError(f"no fast path for {type(primitive).__name__}")
             _at(self._skeleton, keys[:-1])[keys[-1]]  # the place exists in the JSON
             self._slots.append((keys[:-1], keys[-1], choices))
+        points = pg.dna_spec(self.space).decision_points
+        if len(points) != len(self._slots):
+            raise ValueError("decision points and hyper values differ")
+        self._names = [p.name or str(p.id) for p in points]
+        self._labels = [None if isinstance(p, pg.geno.Float) else
+                        [p.format_candidate(i) for i in range(len(p.candidates))]
+                        for p in points]
 
     def _agrees(self) -> bool:
         spec = pg.dna_spec(self.space)
@@ -81,7 +104,8 @@ class Decoder:
             dna = pg.random_dna(spec, random_generator=random.Random(seed))
             slow, fast = pg.materialize(self.space, dna), self._fast(dna)
             if type(slow) is not type(fast) or not pg.eq(slow, fast) or \
-                    pg.to_json_str(slow) != pg.to_json_str(fast):
+                    pg.to_json_str(slow) != pg.to_json_str(fast) or \
+                    decisions_of(dna) != self._decisions(dna):
                 return False
         return True
 

@@ -37,7 +37,6 @@ from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
 from memnas.measurement import Context
 from memnas.runner._decode import Decoder
 from memnas.runner._records import (
-    decisions_of,
     dna_from_json,
     failure,
     reward_of,
@@ -164,7 +163,7 @@ class SearchState:
         payload = give(dna) if give is not None else None
         kind, found, fn = self.cache.lookup(candidate, sym) \
             if self.cache and payload is None else ("miss", None, None)
-        fields = dict(status="pending", dna=pg.to_json(dna), decisions=decisions_of(dna),
+        fields = dict(status="pending", dna=pg.to_json(dna), decisions=self.decoder.decisions(dna),
                       candidate=canonical_json(candidate, normalise=False),
                       summary=summary_of(candidate), sym_hash=sym, fn_hash=fn, attempt=1)
         if kind == "attach":

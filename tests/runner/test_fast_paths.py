@@ -10,6 +10,7 @@ import memnas
 import toyspace
 from memnas.runner import state as state_mod
 from memnas.runner._decode import Decoder
+from memnas.runner._records import decisions_of
 from memnas.runner.executors import LocalExecutor
 from memnas.runner.driver import drive
 from memnas.runner.progress import Progress
@@ -21,6 +22,7 @@ from memnas.store import Store
     (toyspace.point_space(), True),
     (pg.Dict(a=pg.oneof(["u", "v"]),
              n=pg.Dict(y=pg.floatv(-1.0, 1.0), z=[1, pg.oneof([None, True])])), True),
+    (pg.Dict(k=pg.oneof(["u", "v"], name="kind"), x=pg.floatv(0.0, 1.0)), True),  # named
     (pg.oneof([1, 2]), False),                                    # the space is one decision
     (pg.Dict(m=pg.manyof(2, [1, 2, 3])), False),                  # manyof
     (pg.Dict(c=pg.oneof([pg.Dict(u=1), pg.Dict(u=pg.floatv(0.0, 1.0))])), False),  # conditional
@@ -34,6 +36,7 @@ def test_decoder_equals_materialize(space, fast):
         want, got = pg.materialize(space, dna), decoder(dna)
         assert type(got) is type(want) and pg.eq(got, want)
         assert pg.to_json_str(got) == pg.to_json_str(want)
+        assert decoder.decisions(dna) == decisions_of(dna)
 
 
 def _exp(url, name="fast", **kw):
