@@ -64,7 +64,7 @@ def _batch(value: str) -> int | str:
               help="Ray Tune scheduler (with --executor tune; default asha).")
 @click.option("--batch", default="1", show_default=True, callback=lambda c, p, v: _batch(v),
               help="Trials per task: an integer, or 'auto' for short trials (tabular "
-                   "benchmarks): several per task once trials are timed under 20 ms.")
+                   "benchmarks): several per task once trials are timed under 10 ms.")
 def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
         name: str | None, executor: str, scheduler: str | None, batch: int | str) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""

@@ -195,7 +195,7 @@ class Experiment:
             Tune scheduler object (e.g. ``ASHAScheduler(metric="loss", mode="min")`` to
             compare a curve metric other than the first objective).
           batch: trials per task: 1 (default), an integer, or "auto" (several per task
-            once trials are timed under 20 ms: tabular benchmarks, surrogates). An
+            once trials are timed under 10 ms: tabular benchmarks, surrogates). An
             algorithm then has up to ``workers * batch`` proposals in flight.
 
         Returns:

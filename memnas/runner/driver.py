@@ -26,8 +26,8 @@ class BatchSizer:
     trial; for trials of a few milliseconds (tabular benchmarks, surrogates, the no-op
     trials of `memnas bench overhead`) that is most of the run. ``"auto"`` runs one trial
     per task until trials have been timed, then as many as fill about
-    ``TARGET_TASK_S`` of evaluation (at most ``MAX_BATCH``); trials of 20 ms or more
-    always go one per task. Batches are never larger than an even share of the trials
+    ``TARGET_TASK_S`` of evaluation (at most ``MAX_BATCH``); trials over 10 ms (half
+    of it) go one per task. Batches are never larger than an even share of the trials
     left, so the last ones still spread over the workers. With a batch of k, an
     algorithm has up to ``workers * k`` proposals in flight before it hears back.
 
