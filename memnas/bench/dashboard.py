@@ -40,7 +40,8 @@ def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
     ``fill_s``, ``small_render_s_first`` / ``small_render_s_warm`` (the same page for a
     100-trial experiment in the same server: the page's fixed cost on this machine, so
     the difference is what the trial count adds), ``load_avg`` (the machine's 1-minute
-    load average during the run) and ``cpus``.
+    load average at the end of the run, this run's own load included),
+    ``load_avg_before`` (at its start: other work on the machine) and ``cpus``.
 
     Raises:
       RuntimeError: no Chromium (install the ``chromium`` package).
@@ -60,6 +61,7 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
     from memnas.store import Store
 
     url = f"sqlite:///{os.path.join(folder, 'store.db')}"
+    load_before = os.getloadavg()[0]  # other work on the machine, before this run's own
     start = time.perf_counter()
     exp_id = fill(url, trials, name="synthetic")
     fill(url, SMALL, name="small", seed=1)
@@ -125,13 +127,15 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
         out["small_render_s_warm"] = statistics.median(small[1:]) if small[1:] else small[0]
     out["render_s_in_app"] = statistics.median(in_app) if in_app else None
     out["load_avg"] = os.getloadavg()[0]
+    out["load_avg_before"] = load_before
     out["render_s_cold"] = loads[0]
     out["render_s_warm"] = statistics.median(loads[1:]) if loads[1:] else loads[0]
     out["render_s_warm_all"] = loads[1:]
     out["render_s"] = out["render_s_cold"]
     out["under_target"] = out["render_s"] < TARGET_S
     print(f"memnas bench dashboard: {trials} synthetic trials (SQLite), Experiment page in "
-          f"headless Chromium, {out['cpus']} CPUs, load average {out['load_avg']:.1f}")
+          f"headless Chromium, {out['cpus']} CPUs, load average {out['load_avg']:.1f} "
+          f"({out['load_avg_before']:.1f} before the run)")
     print(f"  render (navigation start -> Pareto chart and trials table visible): "
           f"cold {out['render_s_cold']:.2f} s, warm {out['render_s_warm']:.2f} s "
           f"(target {TARGET_S:.0f} s: {'met' if out['under_target'] else 'missed'})")

@@ -78,12 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     """Warms the caches for ``$MEMNAS_STORE``, then runs ``streamlit run app.py ARGV``."""
     import os
 
-    from memnas.dashboard import ENV_VAR, app_path
-    from memnas.store import DEFAULT_URL
+    try:
+        from memnas.dashboard import ENV_VAR, app_path
+        from memnas.store import DEFAULT_URL
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    url = os.environ.get(ENV_VAR, "").strip() or DEFAULT_URL  # as `_ui.store_url` reads it
-    done = warm(url)
+        args = list(sys.argv[1:] if argv is None else argv)
+        url = os.environ.get(ENV_VAR, "").strip() or DEFAULT_URL  # as `_ui.store_url`
+        done = warm(url)
+    except KeyboardInterrupt:  # Ctrl-C while warming: stop quietly, as Streamlit would
+        sys.exit(0)
     note = f"; not warmed: {done['error']}" if done["error"] else ""
     print(f"memnas dashboard: warmed {len(done['experiments'])} experiment(s) in "
           f"{done['seconds']:.1f} s{note}", file=sys.stderr, flush=True)

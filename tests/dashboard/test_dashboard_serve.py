@@ -65,3 +65,27 @@ def test_warmed_frames_outlive_the_wait_for_a_first_visitor():
     # Frames are keyed by the trials' stamp, so they are never stale; the TTL only frees
     # memory, and must not expire the warm-up before someone opens the page.
     assert _ui.FRAME_TTL_S >= 6 * 3600
+
+
+def test_main_warms_then_runs_streamlit_on_the_app(monkeypatch, dashboard_store, capsys):
+    from streamlit.web import cli
+
+    calls = []
+    monkeypatch.setenv(ENV_VAR, dashboard_store)
+    monkeypatch.setattr(_serve, "warm", lambda url: calls.append(("warm", url)) or
+                        {"experiments": [TWO], "seconds": 0.5, "error": None})
+    monkeypatch.setattr(cli, "main", lambda args, prog_name: calls.append(("run", args)))
+    _serve.main(["--server.port", "8600"])
+    assert calls == [("warm", dashboard_store),
+                     ("run", ["run", app_path(), "--server.port", "8600"])]
+    assert "warmed 1 experiment(s) in 0.5 s" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_warming_stops_quietly(monkeypatch):
+    def interrupted(url):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_serve, "warm", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        _serve.main([])
+    assert stop.value.code == 0
