@@ -61,7 +61,8 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
 
     trials = trials or (40 if quick else 500)
     folder = tempfile.mkdtemp(prefix="memnas-bench-overhead-")
-    out: dict[str, Any] = {"trials": trials, "workers": workers, "cpus": os.cpu_count()}
+    out: dict[str, Any] = {"trials": trials, "workers": workers, "cpus": os.cpu_count(),
+                           "load_avg_before": os.getloadavg()[0]}
     try:
         started_here = not ray.is_initialized()
         t0 = time.perf_counter()
@@ -82,6 +83,7 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
         out["optuna_sqlite_wall_s"] = _optuna(trials, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    out["load_avg"] = os.getloadavg()[0]    # other work on the machine shows here
     for name in ("memnas", "memnas_batch1", "tune", "optuna_sqlite"):
         out[f"{name}_tps"] = trials / out[f"{name}_wall_s"]
     for name in ("memnas", "tune"):
@@ -165,7 +167,8 @@ def _optuna(trials: int, folder: str) -> float:
 
 def _print(o: dict[str, Any]) -> None:
     print(f"memnas bench overhead: {o['trials']} no-op trials per system, {o['workers']} in "
-          f"flight (memnas, Tune), {o['cpus']} CPUs")
+          f"flight (memnas, Tune), {o['cpus']} CPUs, load average {o['load_avg_before']:.1f} "
+          f"before, {o['load_avg']:.1f} after")
     print(f"  Ray start and worker warm-up (shared by memnas and Tune, not in their rates): "
           f"{o['ray_start_s']:.2f} s")
     print(f"  memnas, batch='auto' (random, Ray, SQLite): {o['memnas_tps']:7.1f} trials/s "
