@@ -64,7 +64,10 @@ def run(quick: bool = False, trials: int | None = None, seconds: float | None = 
       ``trial_s_2_workers``, ``trial_cpu_share`` (CPU time / wall time of the trials,
       per worker count: below 1 when other processes took the CPUs) and
       ``speedup_2_workers_same_trial_time`` (the speed-up had the trials taken as long
-      with 2 workers as with 1: memnas's share of the loss, without the machine's).
+      with 2 workers as with 1: memnas's share of the loss, without the machine's);
+      ``speedup_2_plain_processes`` (the same busy work split over 1 vs 2 plain forked
+      processes, interleaved with the memnas runs, fastest of each: what this machine
+      allows) and ``scaling_efficiency_vs_plain`` (memnas's speed-up over that one).
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -87,13 +90,18 @@ def run(quick: bool = False, trials: int | None = None, seconds: float | None = 
         ray.get(warm_up(2))
         _timed(BusyEvaluator(1000), 4, 2, folder, -1)  # one-time costs of a first run in a process
         busy, cpu, walls = {}, {}, {1: [], 2: []}
+        plain: dict[int, list[float]] = {1: [], 2: []}
         for round_ in range(repeats):       # 1, 2, 1, 2: each keeps its fastest run
             for workers in (1, 2):
                 wall, b, c = _timed(evaluator, trials, workers, folder, round_)
                 walls[workers].append(wall)
                 if wall == min(walls[workers]):
                     busy[workers], cpu[workers] = b, c
+                plain[workers].append(_plain(evaluator.iterations, trials, workers))
         out["walls_s"] = walls
+        out["plain_walls_s"] = plain
+        # What the machine itself gives: the same work in 1 vs 2 plain processes.
+        out["speedup_2_plain_processes"] = min(plain[1]) / min(plain[2])
         out["wall_1_worker_s"], out["wall_2_workers_s"] = min(walls[1]), min(walls[2])
         out["trial_s"] = busy[1] / trials
         out["trial_s_2_workers"] = busy[2] / trials
@@ -105,12 +113,35 @@ def run(quick: bool = False, trials: int | None = None, seconds: float | None = 
         # machine the two workers' trials slow down from CPU contention, not from memnas).
         out["speedup_2_workers_same_trial_time"] = \
             2 * (1 - out["overhead_share"]) / (1 - out["overhead_share_1_worker"])
+        out["scaling_efficiency_vs_plain"] = \
+            out["speedup_2_workers"] / out["speedup_2_plain_processes"]
     finally:
         if started_here:
             ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
     _print(out)
     return out
+
+
+def _spin_many(iterations: int, count: int) -> None:
+    for _ in range(count):
+        spin(iterations)
+
+
+def _plain(iterations: int, trials: int, processes: int) -> float:
+    """Wall time of the trials' busy work split over plain forked processes (no memnas,
+    no Ray task): the speed-up the machine itself allows."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")  # no re-import: the clock sees only the work
+    shares = [trials // processes + (i < trials % processes) for i in range(processes)]
+    start = time.perf_counter()
+    procs = [ctx.Process(target=_spin_many, args=(iterations, n)) for n in shares]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start
 
 
 def _timed(evaluator: BusyEvaluator, trials: int, workers: int, folder: str,
@@ -147,3 +178,6 @@ def _print(o: dict[str, Any]) -> None:
     print(f"  speed-up with 2 workers: {o['speedup_2_workers']:.2f}x "
           f"({o['speedup_2_workers_same_trial_time']:.2f}x had the trials taken as long as "
           "with 1 worker)")
+    print(f"  the same work in 1 vs 2 plain processes (no memnas, no Ray task): "
+          f"{o['speedup_2_plain_processes']:.2f}x; memnas reaches "
+          f"{o['scaling_efficiency_vs_plain']:.1%} of it")

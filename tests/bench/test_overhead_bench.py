@@ -28,6 +28,8 @@ def test_scaling_quick_reports_speedup_and_overhead_share():
     assert out["walls_s"] == {1: [out["wall_1_worker_s"]], 2: [out["wall_2_workers_s"]]}
     assert 0 <= out["overhead_share"] < 1 and 0 <= out["overhead_share_1_worker"] < 1
     assert out["trial_s"] > 0 and set(out["trial_cpu_share"]) == {1, 2}
+    assert out["speedup_2_plain_processes"] > 0 and len(out["plain_walls_s"][2]) == 1
+    assert out["scaling_efficiency_vs_plain"] > 0
 
 
 def test_spin_calibration_is_proportional():
