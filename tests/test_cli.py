@@ -191,3 +191,18 @@ def test_export_plot_bad_input_is_one_line(synthetic_store, tmp_path, extra, msg
                                       else a for a in extra]])
     assert out.exit_code == 2
     assert msg in out.output and out.output.count("\n") == 1
+
+
+def test_run_batch_option_runs_and_bad_values_are_named(tmp_path):
+    url = f"sqlite:///{tmp_path}/b.db"
+    f = _write_exp(tmp_path / "batch_exp.py", url)
+    r = CliRunner().invoke(main, ["run", f, "--max-trials", "6", "--executor", "local",
+                                  "--batch", "auto"])
+    assert r.exit_code == 0, r.output
+    assert _lines_in_store(url) == [("e", 6)]
+    for bad in ("0", "many", "-3"):
+        r = CliRunner().invoke(main, ["run", f, "--max-trials", "8", "--executor", "local",
+                                      "--batch", bad])
+        assert r.exit_code == 2 and f"expected a positive integer or 'auto', got '{bad}'" in \
+            r.output, r.output
+    assert _lines_in_store(url) == [("e", 6)]
