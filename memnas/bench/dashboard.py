@@ -11,10 +11,10 @@ from typing import Any
 
 TARGET_S = 3.0
 SMALL = 100
+"""Trials of the reference experiment timed beside the big one (the page's fixed cost)."""
 ALL_CHARTS = ("Pareto front", "Best accuracy so far", "Best params so far", "Hypervolume",
               "accuracy by ")
 """Title prefixes of the Experiment page's charts with every analysis shown."""
-"""Trials of the reference experiment timed beside the big one (the page's fixed cost)."""
 
 
 def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,

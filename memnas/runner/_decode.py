@@ -46,9 +46,14 @@ class Decoder:
         """`decisions_of(dna)`, from labels PyGlove formatted once (fast spaces only)."""
         return self._decisions(dna) if self.fast else decisions_of(dna)
 
-    def _decisions(self, dna: pg.DNA) -> dict[str, Any]:
+    def _children(self, dna: pg.DNA) -> list[pg.DNA] | None:
+        """The DNA's node per slot, or None when its shape is not the space's."""
         children = [dna] if len(self._slots) == 1 else dna.children
-        if len(children) != len(self._slots):
+        return children if len(children) == len(self._slots) else None
+
+    def _decisions(self, dna: pg.DNA) -> dict[str, Any]:
+        children = self._children(dna)
+        if children is None:
             return decisions_of(dna)
         out = {}
         for name, labels, child in zip(self._names, self._labels, children):
@@ -57,8 +62,8 @@ class Decoder:
         return out
 
     def _fast(self, dna: pg.DNA) -> Any:
-        children = [dna] if len(self._slots) == 1 else dna.children
-        if len(children) != len(self._slots):
+        children = self._children(dna)
+        if children is None:
             return pg.materialize(self.space, dna)  # let PyGlove say what is wrong
         value = _copy(self._skeleton)
         for (parent, key, choices), child in zip(self._slots, children):
@@ -90,7 +95,8 @@ class Decoder:
                 raise ValueError(f"no fast path for {type(primitive).__name__}")
             _at(self._skeleton, keys[:-1])[keys[-1]]  # the place exists in the JSON
             self._slots.append((keys[:-1], keys[-1], choices))
-        points = pg.dna_spec(self.space).decision_points
+        self._spec = pg.dna_spec(self.space)
+        points = self._spec.decision_points
         if len(points) != len(self._slots):
             raise ValueError("decision points and hyper values differ")
         self._names = [p.name or str(p.id) for p in points]
@@ -99,9 +105,8 @@ class Decoder:
                         for p in points]
 
     def _agrees(self) -> bool:
-        spec = pg.dna_spec(self.space)
         for seed in range(3):
-            dna = pg.random_dna(spec, random_generator=random.Random(seed))
+            dna = pg.random_dna(self._spec, random_generator=random.Random(seed))
             slow, fast = pg.materialize(self.space, dna), self._fast(dna)
             if type(slow) is not type(fast) or not pg.eq(slow, fast) or \
                     pg.to_json_str(slow) != pg.to_json_str(fast) or \

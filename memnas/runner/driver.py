@@ -77,7 +77,6 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
     """
     queue = state.start()                       # trials a previous driver left unfinished
     in_flight: dict[Any, tuple[list[Pending], float]] = {}
-    running = 0                                 # trials in those tasks
     exhausted = False
     timeout = state.exp.timeout_s
     sizer = BatchSizer(batch, timeout)
@@ -85,6 +84,7 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
     try:
         while True:
             while len(in_flight) < workers:
+                running = sum(len(g) for g, _ in in_flight.values())
                 group: list[Pending] = []
                 k = sizer.size(max_trials - state.finished - running - state.num_waiting,
                                workers - len(in_flight))
@@ -105,14 +105,12 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
                                          [(p.candidate, state.context(p)) for p in group],
                                          **state.exp.resources)
                 in_flight[handle] = (group, time.monotonic())
-                running += len(group)
             if not in_flight:
                 break
             finished = []
             for handle in executor.wait(list(in_flight), 1,
                                         timeout=max(0.0, next_beat - time.monotonic())):
                 group, _ = in_flight.pop(handle)
-                running -= len(group)
                 try:
                     outcomes = executor.result(handle)
                 except Exception as e:          # the worker process died under the trials
@@ -129,7 +127,6 @@ def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
                     if now - started > timeout:  # batches are off with a timeout: one trial
                         executor.cancel(handle)
                         del in_flight[handle]
-                        running -= len(group)
                         state.finish_many((p, failure(f"timed out: still running after the "
                                                       f"time limit of {timeout} s"))
                                           for p in group)

@@ -45,11 +45,17 @@ def _exp(url, name="fast", **kw):
                              objectives={"accuracy": "max", "params": "min"}, store=url, **kw)
 
 
-def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
-    exp = _exp(sqlite_url)
-    store = Store(sqlite_url)
+def _started(url):
+    """An experiment, its open store and a started search state over it."""
+    exp = _exp(url)
+    store = Store(url)
     state = SearchState(exp, store)
     state.start()
+    return exp, store, state
+
+
+def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
+    exp, store, state = _started(sqlite_url)
     pending = state.propose()
     row = store.trials(state.exp_id)[0]
     assert pending.launch and pending.marked_running
@@ -63,10 +69,7 @@ def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
 
 
 def test_requeued_trial_is_marked_running_again_with_its_new_attempt(sqlite_url):
-    exp = _exp(sqlite_url)
-    store = Store(sqlite_url)
-    state = SearchState(exp, store)
-    state.start()
+    _, store, state = _started(sqlite_url)
     pending = state.propose()
     again = state.requeue(state.lost(pending, "worker died: test"))
     assert not again.marked_running
@@ -76,10 +79,7 @@ def test_requeued_trial_is_marked_running_again_with_its_new_attempt(sqlite_url)
 
 
 def test_finish_many_stores_all_before_any_feedback(sqlite_url, monkeypatch):
-    exp = _exp(sqlite_url)
-    store = Store(sqlite_url)
-    state = SearchState(exp, store)
-    state.start()
+    _, store, state = _started(sqlite_url)
     pendings = [state.propose() for _ in range(3)]
     seen = []
 
