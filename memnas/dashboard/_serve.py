@@ -52,7 +52,8 @@ def warm(url: str, experiments: int = WARM_EXPERIMENTS) -> dict[str, Any]:
             _page_experiment.warm(url, exp)
             out["experiments"].append(exp["name"])
     except Exception as e:  # the pages show the error to the visitor
-        out["error"] = f"{type(e).__name__}: {e}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        out["error"] = f"{type(e).__name__}: {first}"  # one line on the console
     finally:
         _restore(quiet)
     out["seconds"] = time.perf_counter() - start
