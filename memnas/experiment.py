@@ -13,7 +13,7 @@ from memnas.algorithms import make_algorithm
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json, evaluator_fingerprint
 from memnas.pareto import check_objectives
-from memnas.store import DEFAULT_URL, Store, normalize_url
+from memnas.store import DEFAULT_URL, normalize_url
 
 if TYPE_CHECKING:
     from memnas.result import Result
@@ -60,6 +60,11 @@ class Experiment:
                  max_attempts: int = 3, timeout_s: float | None = None,
                  cache: bool = True, reevaluate: int = 1,
                  hash_options: Mapping[str, Any] | None = None) -> None:
+        self._args = dict(name=name, space=space, evaluator=evaluator, algorithm=algorithm,
+                          objectives=objectives, store=store, seed=seed, budget=budget,
+                          resources=resources, algorithm_options=algorithm_options,
+                          max_attempts=max_attempts, timeout_s=timeout_s, cache=cache,
+                          reevaluate=reevaluate, hash_options=hash_options)
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError(f"experiment name must be a non-empty string of at most 200 "
                               f"characters, got {name!r}")
@@ -105,8 +110,24 @@ class Experiment:
         self.cache = bool(cache)
         self.reevaluate = reevaluate
         self.hash_options = dict(hash_options or {})
-        self._module_file: str | None = None
-        self._module_name: str | None = None
+        self.module_file: str | None = None   # set when loaded from an experiment file
+        self.module_name: str | None = None
+
+    def replace(self, **changes: Any) -> "Experiment":
+        """A new Experiment with the same arguments except ``changes``, checked as any is.
+
+        ``memnas run --name/--store`` use it; an Experiment is never changed in place.
+
+        Raises:
+          ConfigError: a changed value memnas cannot use, or an unknown argument.
+        """
+        unknown = set(changes) - set(self._args)
+        if unknown:
+            raise ConfigError(f"Experiment has no argument {sorted(unknown)[0]!r}; expected "
+                              f"one of {sorted(self._args)}")
+        new = Experiment(**{**self._args, **changes})
+        new.module_file, new.module_name = self.module_file, self.module_name
+        return new
 
     # -- pieces the driver asks for -------------------------------------------------
     def make_algorithm(self) -> pg.geno.DNAGenerator:
@@ -125,7 +146,8 @@ class Experiment:
         """sha256 of the space's canonical JSON: equal spaces, equal hash, in any process."""
         return hashlib.sha256(canonical_json(self.space, normalise=False).encode()).hexdigest()
 
-    def _describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
+        """The experiment as stored in its row: space, hashes, algorithm, evaluator, config."""
         if isinstance(self.algorithm, str):
             algorithm = {"name": self.algorithm, "options": self.algorithm_options}
         else:
@@ -143,31 +165,13 @@ class Experiment:
                 "config": {"seed": self.seed, "budget": self.budget, "resources": self.resources,
                            "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
                            "cache": self.cache, "reevaluate": self.reevaluate,
-                           "module_file": self._module_file}}
-
-    def _check_against_store(self, store: Store) -> None:
-        """Refuses to continue a stored experiment of this name with another space or objectives."""
-        row = store.experiment(self.name)
-        if row is None:
-            return
-        if row["space_hash"] != self.space_hash():
-            raise ConfigError(f"experiment {self.name!r} in {store.shown_url!r} was run with a different "
-                              "search space; use a new name to search the changed space")
-        if dict(row["objectives"]) != self.objectives:
-            raise ConfigError(f"experiment {self.name!r} in {store.shown_url!r} has objectives "
-                              f"{row['objectives']!r}, not {self.objectives!r}; use a new name")
-
-    def _ensure_row(self, store: Store) -> int:
-        row = store.experiment(self.name)
-        if row is not None:
-            return row["id"]
-        return store.create_experiment(self.name, **self._describe())
+                           "module_file": self.module_file}}
 
     def user_modules(self) -> list[Any]:
         """The user's modules Ray workers must import: the experiment file's, the
         evaluator's and those of the classes in the space (not installed packages)."""
         names = {getattr(self.evaluator, "__module__", None), type(self.evaluator).__module__,
-                 self._module_name}
+                 self.module_name}
         _type_modules(self.space_json(), names)
         out = []
         for name in sorted(n for n in names if n and n != "__main__"):

@@ -35,6 +35,6 @@ def load_experiment_file(path: str) -> "object":
     if not isinstance(experiment, Experiment):
         raise ConfigError(f"experiment file {path!r} must define `experiment = memnas.Experiment(...)`"
                           f", found {type(experiment).__name__}")
-    experiment._module_file = path
-    experiment._module_name = module_name
+    experiment.module_file = path
+    experiment.module_name = module_name
     return experiment

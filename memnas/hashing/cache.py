@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from memnas.hashing._functional import functional_hash
+from memnas.records import Outcome, TrialStatus, error_summary
 
 
 class EquivalenceCache:
@@ -90,25 +91,23 @@ class EquivalenceCache:
         return self._waiting.pop(pending.id, [])
 
     @staticmethod
-    def hit_outcome(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    def hit_outcome(sources: list[dict[str, Any]]) -> Outcome:
         """The outcome of a hit: the mean metrics of the stored evaluations it reuses."""
         keys = set.intersection(*(set(s["metrics"]) for s in sources))
         metrics = {k: sum(s["metrics"][k] for s in sources) / len(sources) for k in sorted(keys)}
         saved = sum(s["wall_time"] or 0.0 for s in sources) / len(sources)
-        return {"status": "cached", "metrics": metrics, "costs": dict(sources[0]["costs"]),
-                "curve": [], "node": None, "wall_time": 0.0, "cached_from": sources[0]["id"],
-                "cache_kind": "hit", "saved_time": saved}
+        return Outcome(TrialStatus.CACHED, metrics=metrics, costs=dict(sources[0]["costs"]),
+                       wall_time=0.0, cached_from=sources[0]["id"], cache_kind="hit",
+                       saved_time=saved)
 
     @staticmethod
-    def twin_outcome(twin: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+    def twin_outcome(twin: Any, outcome: Outcome) -> Outcome:
         """The outcome of a trial attached to ``twin``, which ended with ``outcome``."""
-        if outcome["status"] != "completed":
-            return {"status": "failed", "metrics": {}, "costs": {}, "curve": [],
-                    "error": f"its twin trial #{twin.trial['number']} failed: "
-                             f"{(outcome.get('error') or '').strip().splitlines()[-1:]}",
-                    "node": None, "wall_time": 0.0, "cached_from": twin.id,
-                    "cache_kind": "attached"}
-        return {"status": "cached", "metrics": dict(outcome["metrics"]),
-                "costs": dict(outcome["costs"]), "curve": [], "node": None, "wall_time": 0.0,
-                "cached_from": twin.id, "cache_kind": "attached",
-                "saved_time": outcome.get("wall_time") or 0.0}
+        if outcome.status != TrialStatus.COMPLETED:
+            return Outcome.failed(
+                f"its twin trial #{twin.trial['number']} failed: "
+                f"{error_summary(outcome.error) or 'no reason given'}",
+                wall_time=0.0, cached_from=twin.id, cache_kind="attached")
+        return Outcome(TrialStatus.CACHED, metrics=dict(outcome.metrics),
+                       costs=dict(outcome.costs), wall_time=0.0, cached_from=twin.id,
+                       cache_kind="attached", saved_time=outcome.wall_time or 0.0)

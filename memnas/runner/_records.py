@@ -1,4 +1,4 @@
-"""How trial records are derived: rewards, seeds, DNA round trips, readable decisions."""
+"""How trial records are derived: rewards, seeds, DNA round trips, summaries."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pyglove as pg
 
+from memnas.records import values_of
 
-def values_of(trial: dict[str, Any]) -> dict[str, float]:
-    """A stored trial's metrics and costs in one mapping (metrics win on a clash)."""
-    return {**(trial.get("costs") or {}), **(trial.get("metrics") or {})}
+__all__ = ["decisions_of", "dna_from_json", "reward_of", "summary_of", "trial_seed",
+           "values_of"]
 
 
 def reward_of(values: dict[str, float], objectives: dict[str, str],
@@ -54,9 +54,3 @@ def summary_of(candidate: Any) -> str:
             pass
     text = pg.format(candidate, compact=True) if isinstance(candidate, pg.Symbolic) else repr(candidate)
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def failure(reason: str, node: str | None = None) -> dict[str, Any]:
-    """An outcome for a trial that produced no result (worker died, timed out, ...)."""
-    return {"status": "failed", "metrics": {}, "costs": {}, "curve": [], "error": reason,
-            "node": node, "wall_time": None}

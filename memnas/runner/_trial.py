@@ -9,39 +9,39 @@ import traceback
 from typing import Any, Callable
 
 from memnas.measurement import Context, Measurement
+from memnas.records import Outcome, TrialStatus
 
 
 def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
-              ctx: Context) -> dict[str, Any]:
-    """Evaluates one candidate and returns a JSON-able outcome; never raises.
+              ctx: Context) -> Outcome:
+    """Evaluates one candidate and returns its `Outcome`; never raises.
 
-    The outcome has ``status`` ("completed" or "failed"), ``metrics``, ``costs``,
-    ``curve``, ``wall_time``, ``node`` and, for failures, ``error`` (a traceback or
-    the reason the result was refused).
+    Completed with the evaluator's metrics, costs and artifact; or failed with the
+    traceback, or with the reason the result was refused (non-finite values).
     """
     start = time.perf_counter()
-    out: dict[str, Any] = {"node": node_name(), "metrics": {}, "costs": {}}
+    outcome = Outcome(TrialStatus.FAILED, node=node_name())
     try:
         m = Measurement.coerce(evaluator(candidate, ctx))
     except Exception:  # the evaluator's failure becomes a failed trial, not a crash
-        out.update(status="failed", error=traceback.format_exc(limit=20))
+        outcome.error = traceback.format_exc(limit=20)
     else:
+        outcome.metrics, outcome.costs = m.metrics, m.costs
         bad = m.non_finite()
         if bad:
-            out.update(status="failed", metrics=m.metrics, costs=m.costs,
-                       error=f"evaluator returned non-finite values for {bad}: "
+            outcome.error = (f"evaluator returned non-finite values for {bad}: "
                              f"{ {k: m.values()[k] for k in bad} }")
         else:
-            out.update(status="completed", metrics=m.metrics, costs=m.costs,
-                       artifact=m.artifact)
+            outcome.status, outcome.artifact = TrialStatus.COMPLETED, m.artifact
         # Points sent through ctx.report and returned in m.curve too are kept once.
         seen = {(p["step"], p["name"]) for p in ctx.curve}
         ctx.curve.extend(p for p in m.curve if (p["step"], p["name"]) not in seen)
         if m.wall_time is not None:
-            out["wall_time"] = float(m.wall_time)
-    out.setdefault("wall_time", time.perf_counter() - start)
-    out["curve"] = ctx.curve
-    return out
+            outcome.wall_time = float(m.wall_time)
+    if outcome.wall_time is None:
+        outcome.wall_time = time.perf_counter() - start
+    outcome.curve = ctx.curve
+    return outcome
 
 
 def node_name() -> str:
@@ -57,7 +57,7 @@ def node_name() -> str:
 
 
 def run_trials(evaluator: Callable[[Any, Context], Any],
-               batch: list[tuple[Any, Context]]) -> list[dict[str, Any]]:
+               batch: list[tuple[Any, Context]]) -> list[Outcome]:
     """`run_trial` for each ``(candidate, ctx)`` of a batch, in order: one task, several
     short trials (see `memnas.runner.driver.BatchSizer`)."""
     return [run_trial(evaluator, candidate, ctx) for candidate, ctx in batch]

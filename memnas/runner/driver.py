@@ -5,18 +5,16 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Sequence
 
 from memnas.errors import ConfigError
-from memnas.runner._records import failure
+from memnas.records import FINISHED, Outcome
 from memnas.runner._trial import run_trials
-from memnas.runner.executors import Executor, make_executor
+from memnas.runner.executors import Executor, make_executor, start_ray
 from memnas.runner.progress import Progress
-from memnas.runner.state import FINISHED, HEARTBEAT_S, Pending, SearchState
+from memnas.runner.state import (HEARTBEAT_S, Pending, RunnableExperiment, SearchState,
+                                 check_against_store)
 from memnas.store import Store
-
-if TYPE_CHECKING:
-    from memnas.experiment import Experiment
 
 
 class BatchSizer:
@@ -47,10 +45,10 @@ class BatchSizer:
         self.batch = 1 if timeout_s else batch
         self._mean: float | None = None          # running mean of a trial's wall time
 
-    def observe(self, outcomes: list[dict[str, Any]]) -> None:
+    def observe(self, outcomes: Sequence[Outcome]) -> None:
         """Takes the wall times of finished trials into account."""
         for o in outcomes:
-            w = o.get("wall_time")
+            w = o.wall_time
             if w is not None:
                 self._mean = w if self._mean is None else 0.8 * self._mean + 0.2 * w
 
@@ -64,95 +62,77 @@ class BatchSizer:
         return max(1, min(k, math.ceil(left / max(1, free_slots))))
 
 
-def drive(state: SearchState, executor: Executor, max_trials: int, workers: int,
+def drive(state: SearchState, executor: Executor, workers: int,
           batch: int | str = 1) -> None:
-    """Runs trials on ``executor`` until the experiment holds ``max_trials`` finished ones.
+    """Runs trials on ``executor`` until ``state`` has none left to launch or in flight.
 
-    Keeps ``workers`` tasks in flight, each running one trial or, with ``batch``, a
-    batch of short ones (see `BatchSizer`). A trial whose worker dies is run again up
-    to the experiment's ``max_attempts``; one over its ``timeout_s`` is cancelled and
-    failed. Every ``HEARTBEAT_S`` seconds the driver and its running trials send a
-    heartbeat (not on every turn of the loop: with short trials that would be a write
-    per trial). Trials that end together are stored in one transaction.
+    The one driver loop: keeps ``workers`` tasks in flight, each running one trial or,
+    with ``batch``, a batch of short ones (see `BatchSizer`); which trial comes next,
+    retries of trials whose worker died (``state.lost``), time limits
+    (``state.expire``) and storing are `SearchState`'s. Every ``HEARTBEAT_S`` seconds
+    the driver and its trials send a heartbeat (not on every turn of the loop: with
+    short trials that would be a write per trial). Trials that end together are stored
+    in one transaction. On any error, tasks in flight are cancelled (the state's
+    session puts their trials back to pending).
     """
-    queue = state.start()                       # trials a previous driver left unfinished
-    in_flight: dict[Any, tuple[list[Pending], float]] = {}
-    exhausted = False
-    timeout = state.exp.timeout_s
-    sizer = BatchSizer(batch, timeout)
+    sizer = BatchSizer(batch, state.exp.timeout_s)
+    tasks: dict[Any, list[Pending]] = {}
+    evaluator, resources = state.exp.evaluator, state.exp.resources
     next_beat = time.monotonic() + HEARTBEAT_S   # new trials are stored with a heartbeat
     try:
         while True:
-            while len(in_flight) < workers:
-                running = sum(len(g) for g, _ in in_flight.values())
+            while len(tasks) < workers:
                 group: list[Pending] = []
-                k = sizer.size(max_trials - state.finished - running - state.num_waiting,
-                               workers - len(in_flight))
-                while len(group) < k and \
-                        state.finished + running + len(group) + state.num_waiting < max_trials:
-                    if queue:
-                        pending = state.requeue(queue.pop(0))
-                        if pending is None:     # out of attempts: stored as failed
-                            continue
-                    elif exhausted or (pending := state.propose()) is None:
-                        exhausted = not ((in_flight or group) and state.algorithm_waiting)
-                        break
-                    if pending.launch:          # else the equivalence cache answered it
-                        group.append(pending)
+                k = sizer.size(state.trials_left, workers - len(tasks))
+                while len(group) < k and (pending := state.next_trial()) is not None:
+                    group.append(pending)
                 if not group:
                     break
-                handle = executor.submit(run_trials, state.exp.evaluator,
+                handle = executor.submit(run_trials, evaluator,
                                          [(p.candidate, state.context(p)) for p in group],
-                                         **state.exp.resources)
-                in_flight[handle] = (group, time.monotonic())
-            if not in_flight:
+                                         **resources)
+                tasks[handle] = group
+            if not tasks:
                 break
             finished = []
-            for handle in executor.wait(list(in_flight), 1,
+            for handle in executor.wait(list(tasks), 1,
                                         timeout=max(0.0, next_beat - time.monotonic())):
-                group, _ = in_flight.pop(handle)
+                group = tasks.pop(handle)
                 try:
                     outcomes = executor.result(handle)
                 except Exception as e:          # the worker process died under the trials
                     why = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    queue.extend(state.lost(p, f"worker died: {type(e).__name__}: {why}")
-                                 for p in group)
+                    for p in group:
+                        state.lost(p, f"worker died: {type(e).__name__}: {why}")
                     continue
                 sizer.observe(outcomes)
                 finished.extend(zip(group, outcomes))
             state.finish_many(finished)         # one transaction for all done at once
-            if timeout:
-                now = time.monotonic()
-                for handle, (group, started) in list(in_flight.items()):
-                    if now - started > timeout:  # batches are off with a timeout: one trial
-                        executor.cancel(handle)
-                        del in_flight[handle]
-                        state.finish_many((p, failure(f"timed out: still running after the "
-                                                      f"time limit of {timeout} s"))
-                                          for p in group)
+            for late in state.expire():         # stored failed; batches are off with a limit
+                handle = next(h for h, g in tasks.items() if late in g)
+                executor.cancel(handle)
+                del tasks[handle]
             if time.monotonic() >= next_beat:
-                state.heartbeat(p for group, _ in in_flight.values() for p in group)
+                state.heartbeat()
                 next_beat = time.monotonic() + HEARTBEAT_S
     except BaseException:
-        for handle in in_flight:
+        for handle in tasks:
             executor.cancel(handle)
-        state.close("interrupted",
-                    leftover=[p for group, _ in in_flight.values() for p in group])
         raise
-    state.close("completed")
 
 
-def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
+def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int = 1,
                    executor: str | Executor = "ray", ray_address: str | None = None,
                    progress: bool | Progress = False, scheduler: Any = None,
                    batch: int | str = 1) -> None:
     """Runs ``experiment`` until it holds ``max_trials`` finished trials.
 
-    The store is opened first, so a bad URL fails before anything is started. An
-    experiment that exists in the store is continued: the algorithm is rebuilt by
-    replaying the stored results and trials left pending or running are run again.
-    ``executor="tune"`` runs the trials with Ray Tune and its ``scheduler`` ("asha"
-    by default, "fifo", or a Tune scheduler object; see `memnas.runner.tune`).
+    The one place a run starts and ends: the store is opened first (a bad URL fails
+    before anything is started), Ray is started here when the run needs it and shut
+    down at the end, and the run's `SearchState.session` rebuilds the algorithm from
+    the stored trials and closes the run. An experiment that exists in the store is
+    continued. ``executor="tune"`` runs the trials with Ray Tune and its ``scheduler``
+    ("asha" by default, "fifo", or a Tune scheduler object; see `memnas.runner.tune`).
     ``batch`` sets how many trials one task runs (see `BatchSizer`).
     """
     if not isinstance(max_trials, int) or max_trials < 1:
@@ -169,10 +149,11 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
         raise ConfigError(f"a scheduler ({scheduler!r:.60}) needs executor='tune', "
                           f"got executor={executor!r}")
     store = Store(experiment.store)
-    owned = None
+    owned: Executor | None = None
+    ray_started = False
     bar = None
     try:
-        experiment._check_against_store(store)
+        check_against_store(experiment, store)
         row = store.experiment(experiment.name)
         if row is not None:
             trials = store.trials(row["id"])
@@ -185,21 +166,27 @@ def run_experiment(experiment: "Experiment", max_trials: int, workers: int = 1,
         if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
             cpus = max(os.cpu_count() or 1,
                        math.ceil(workers * experiment.resources["num_cpus"]))
-        if isinstance(executor, str) and executor != "tune":
+        if executor == "tune":
+            ray_started = start_ray(ray_address, cpus, experiment.user_modules())
+        elif isinstance(executor, str):
             executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
                                              modules=experiment.user_modules())
         if progress:
             bar = state.progress = progress if isinstance(progress, Progress) else Progress(max_trials)
-        if executor == "tune":
-            from memnas.runner.tune import run_with_tune
+        with state.session(max_trials):
+            if executor == "tune":
+                from memnas.runner.tune import run_with_tune
 
-            run_with_tune(state, max_trials, workers, scheduler=scheduler or "asha",
-                          ray_address=ray_address, num_cpus=cpus)
-        else:
-            drive(state, executor, max_trials, workers, batch=batch)
+                run_with_tune(state, workers, scheduler=scheduler or "asha")
+            else:
+                drive(state, executor, workers, batch=batch)
     finally:
         if bar is not None:
             bar.close()
         if owned is not None:
             owned.shutdown()
+        if ray_started:
+            import ray
+
+            ray.shutdown()
         store.close()

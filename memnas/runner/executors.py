@@ -76,40 +76,13 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, num_cpus: float | None = None,
                  modules: Sequence[Any] = ()) -> None:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        self._started = start_ray(address, num_cpus, modules)
         import ray
 
         self._ray = ray
-        self._started = False
-        address = address or os.environ.get("RAY_ADDRESS") or None
-        if not ray.is_initialized():
-            paths = []
-            for m in modules:
-                d = os.path.dirname(os.path.abspath(m.__file__))
-                if d not in paths:
-                    paths.append(d)
-            if address is None:
-                # A local instance: workers share this file system, so put the
-                # experiment's folders on their path. "local" ignores a stale
-                # /tmp/ray/ray_current_cluster left by a killed run.
-                pythonpath = os.pathsep.join(paths + [p for p in sys.path if p])
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                         logging_level="ERROR", log_to_driver=True,
-                         runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
-            else:
-                # A cluster: ship memnas and the user's modules to the workers.
-                import memnas
-
-                try:
-                    ray.init(address=address, logging_level="ERROR",
-                             runtime_env={"py_modules": [memnas, *modules]})
-                except (ConnectionError, RuntimeError, ValueError) as e:
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
-            self._started = True
         self._fns: dict[tuple[Callable, float, float], Any] = {}
         self._warm: list[Any] = []
-        if self._started and address is None:
+        if self._started and not (address or os.environ.get("RAY_ADDRESS")):
             self._warm = warm_up(int(num_cpus or os.cpu_count() or 1))
 
     def submit(self, fn, *args, num_cpus=1, num_gpus=0):
@@ -144,6 +117,54 @@ class RayExecutor(Executor):
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def start_ray(address: str | None = None, num_cpus: float | None = None,
+              modules: Sequence[Any] = ()) -> bool:
+    """Starts a local Ray or connects to a cluster, unless Ray is initialized already.
+
+    Args:
+      address: a Ray cluster address; None starts a local Ray with ``num_cpus`` CPUs
+        (or connects to ``RAY_ADDRESS``).
+      num_cpus: CPUs of a local Ray instance (None: all of this machine's).
+      modules: the user's modules workers must import (see `RayExecutor`).
+
+    Returns:
+      True when this call started (or connected) Ray: the caller shuts it down.
+
+    Raises:
+      ConfigError: the cluster at ``address`` cannot be reached.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    paths = []
+    for m in modules:
+        d = os.path.dirname(os.path.abspath(m.__file__))
+        if d not in paths:
+            paths.append(d)
+    if address is None:
+        # A local instance: workers share this file system, so put the experiment's
+        # folders on their path. "local" ignores a stale /tmp/ray/ray_current_cluster
+        # left by a killed run.
+        pythonpath = os.pathsep.join(paths + [p for p in sys.path if p])
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=True,
+                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    else:
+        # A cluster: ship memnas and the user's modules to the workers.
+        import memnas
+
+        try:
+            ray.init(address=address, logging_level="ERROR",
+                     runtime_env={"py_modules": [memnas, *modules]})
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
+    return True
 
 
 _REMOTES: dict[Callable, Any] = {}

@@ -1,61 +1,68 @@
-"""SearchState: the bookkeeping of one search — algorithm, store rows, retries, heartbeats.
+"""SearchState: the bookkeeping of one search — algorithm, store rows, retries, time limits.
 
-Every way of running a search (the driver loop over an executor, the Ray Tune searcher)
-goes through this class, so trials are numbered, stored, retried and fed back alike.
+Every way of running a search goes through the operations of this class, so trials are
+numbered, stored, retried, timed out and fed back alike: `session` starts a run
+(refuses a live twin driver, replays the stored history into the algorithm) and closes
+it; `next_trial` gives the next trial to launch (one left unfinished first, else a new
+proposal) or None; `context` marks it running; `finish_many`, `lost` and `expire` end
+or requeue it. The driver loop (`memnas.runner.driver.drive`) and the Ray Tune searcher
+(`memnas.runner.tune`) only move trials between these calls and their executors.
 
-The artifact channel: an algorithm that needs more than a reward (IMP needs trained
-weights and gives masks; sharpDARTS gets architecture weights back) defines either or
-both of two optional methods beside the `pg.DNAGenerator` ones:
-
-- ``artifact_for(dna) -> dict | None``: called once per proposal; the payload is stored
-  as the trial's ``input`` artifact and handed to the evaluator as ``ctx.artifact``.
-  A trial with an input artifact bypasses the equivalence cache (its result depends on
-  more than its candidate).
-- ``feedback_artifact(dna, artifact) -> None``: called with the evaluator's
-  ``Measurement.artifact`` (stored as the ``output`` artifact; None if there was none)
-  just before ``feedback(dna, reward)``; on resume, for every finished trial in order,
-  before ``recover(history)``.
-
-An algorithm that sometimes has nothing to propose until a running trial reports back
-(sharpDARTS derives its architecture from the supernet trial's output) raises
-``StopIteration`` from ``propose`` while its attribute ``waiting`` is true: the driver
-then waits for a running trial instead of ending the search.
+The algorithm's hooks beyond PyGlove's (the artifact channel, ``waiting``) are declared
+on `memnas.algorithms.AlgorithmHooks`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Iterable
+import time
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
 import pyglove as pg
 
+from memnas.algorithms.base import hooks_of
 from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
 from memnas.measurement import Context
+from memnas.records import Outcome, TrialStatus, values_of
 from memnas.runner._decode import Decoder
-from memnas.runner._records import (
-    dna_from_json,
-    failure,
-    reward_of,
-    summary_of,
-    trial_seed,
-    values_of,
-)
+from memnas.runner._records import dna_from_json, reward_of, summary_of, trial_seed
 from memnas.runner.progress import Progress
 from memnas.store import Store, utcnow
 
-if TYPE_CHECKING:
-    from memnas.experiment import Experiment
-
-FINISHED = ("completed", "failed", "cached")
 HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
 STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
 
 
-@dataclasses.dataclass
+class RunnableExperiment(Protocol):
+    """What the runner reads of a `memnas.Experiment` (passed in, never imported here)."""
+
+    name: str
+    space: Any
+    evaluator: Any
+    objectives: dict[str, str]
+    seed: int
+    budget: dict[str, Any]
+    resources: dict[str, float]
+    max_attempts: int
+    timeout_s: float | None
+    cache: bool
+    reevaluate: int
+    hash_options: dict[str, Any]
+    module_file: str | None
+
+    def make_algorithm(self) -> pg.geno.DNAGenerator: ...
+    def fingerprint(self) -> str: ...
+    def space_hash(self) -> str: ...
+    def describe(self) -> dict[str, Any]: ...
+    def user_modules(self) -> list[Any]: ...
+
+
+@dataclasses.dataclass(eq=False)
 class Pending:
     """A trial on its way to an evaluator: its stored row, DNA and candidate."""
 
@@ -65,10 +72,28 @@ class Pending:
     launch: bool = True  # False: answered by the equivalence cache, nothing to run
     artifact: dict[str, Any] | None = None  # the algorithm's input artifact, if any
     marked_running: bool = False  # its row already says running for this attempt
+    started: float | None = None  # time.monotonic() when handed to an evaluator
 
     @property
     def id(self) -> int:
         return self.trial["id"]
+
+
+def check_against_store(experiment: RunnableExperiment, store: Store) -> None:
+    """Refuses to continue a stored experiment of this name with another space or objectives.
+
+    Raises:
+      ConfigError: the stored experiment differs; the message says how.
+    """
+    row = store.experiment(experiment.name)
+    if row is None:
+        return
+    if row["space_hash"] != experiment.space_hash():
+        raise ConfigError(f"experiment {experiment.name!r} in {store.shown_url!r} was run with "
+                          "a different search space; use a new name to search the changed space")
+    if dict(row["objectives"]) != experiment.objectives:
+        raise ConfigError(f"experiment {experiment.name!r} in {store.shown_url!r} has objectives "
+                          f"{row['objectives']!r}, not {experiment.objectives!r}; use a new name")
 
 
 class SearchState:
@@ -78,54 +103,78 @@ class SearchState:
       experiment: the experiment being run.
       store: its open store.
       progress: optional progress line to update.
+      max_trials: finished trials the experiment should hold when the run ends (set
+        again by `session`).
     """
 
-    def __init__(self, experiment: "Experiment", store: Store,
-                 progress: Progress | None = None) -> None:
+    def __init__(self, experiment: RunnableExperiment, store: Store,
+                 progress: Progress | None = None, max_trials: int = 0) -> None:
         self.exp = experiment
         self.store = store
         self.progress = progress
+        self.max_trials = max_trials
         self.spec = pg.dna_spec(experiment.space)
         self.decoder = Decoder(experiment.space)
         self.algorithm = experiment.make_algorithm()
         self.algorithm.setup(self.spec)
+        self.hooks = hooks_of(self.algorithm)
         self.multi = bool(getattr(self.algorithm, "multi_objective", False))
-        self.exp_id = experiment._ensure_row(store)
+        check_against_store(experiment, store)
+        row = store.experiment(experiment.name)
+        self.exp_id = row["id"] if row is not None else \
+            store.create_experiment(experiment.name, **experiment.describe())
         self.cache = EquivalenceCache(store, experiment.fingerprint(), experiment.reevaluate,
                                       experiment.hash_options) if experiment.cache else None
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
         self.finished = self.failed = 0
         self.best: float | None = None
+        self.in_flight: dict[int, Pending] = {}   # launched, not finished: trial id -> Pending
+        self._queue: list[dict[str, Any]] = []    # stored trials to run again
+        self._exhausted = False
 
-    # -- start: refuse a live twin, replay history ------------------------------------
-    def start(self) -> list[dict[str, Any]]:
-        """Rebuilds the algorithm from stored trials; returns trials to run again.
+    # -- a run: start and close in one place --------------------------------------------
+    @contextlib.contextmanager
+    def session(self, max_trials: int) -> Iterator["SearchState"]:
+        """Starts a run that ends with ``max_trials`` finished trials, and closes it.
+
+        On entry the algorithm is rebuilt from the stored trials (`start`); on exit the
+        experiment is marked completed, or interrupted when an error (Ctrl-C included)
+        ends the run or trials are left in flight, which go back to pending.
+        """
+        self.max_trials = max_trials
+        self.start()
+        try:
+            yield self
+        except BaseException:
+            self.close("interrupted")
+            raise
+        self.close("interrupted" if self.in_flight else "completed")
+
+    def start(self) -> None:
+        """Rebuilds the algorithm from stored trials; queues those left unfinished.
 
         Raises:
           ConfigError: another driver is running this experiment right now.
         """
         self._refuse_live_driver()
-        history, requeue = [], []
-        wants = getattr(self.algorithm, "feedback_artifact", None)
+        history = []
         for t in self.store.trials(self.exp_id):
             dna = dna_from_json(t["dna"], self.spec)
-            if wants is not None and t["status"] in ("completed", "cached"):
-                wants(dna, self._output_artifact(t))
-            if t["status"] in ("completed", "cached"):
-                history.append((dna, reward_of(values_of(t), self.exp.objectives, self.multi)))
-                self._count(t)
-            elif t["status"] == "failed":
+            if t["status"] in (TrialStatus.COMPLETED, TrialStatus.CACHED):
+                self.hooks.feedback_artifact(dna, self._output_artifact(t))
+                history.append((dna, self._reward(values_of(t))))
+                self._count(t["status"], values_of(t))
+            elif t["status"] == TrialStatus.FAILED:
                 history.append((dna, None))
-                self._count(t)
+                self._count(t["status"], {})
             else:  # pending or running when the last driver stopped
                 history.append((dna, None))
-                requeue.append(t)
+                self._queue.append(t)
         if history:
             self.algorithm.recover(history)
         self.store.update_experiment(self.exp_id, status="running", driver=self.driver,
                                      heartbeat_at=utcnow())
         self.show()
-        return requeue
 
     def _refuse_live_driver(self) -> None:
         row = self.store.experiment(self.exp.name)
@@ -143,41 +192,87 @@ class SearchState:
         """Stores this run's settings (max_trials, workers, ...) for `memnas resume`."""
         config = dict(self.store.experiment(self.exp.name)["config"] or {})
         config["last_run"] = settings
-        config["module_file"] = self.exp._module_file or config.get("module_file")
+        config["module_file"] = self.exp.module_file or config.get("module_file")
         self.store.update_experiment(self.exp_id, config=config)
 
-    # -- trials ----------------------------------------------------------------------
-    def propose(self) -> Pending | None:
-        """A new trial from the algorithm; None when the algorithm is exhausted.
+    def close(self, status: str) -> None:
+        """Ends the run: trials still in flight go back to pending for the next driver."""
+        for p in self.in_flight.values():
+            self.store.update_trial(p.id, status=TrialStatus.PENDING.value, started_at=None)
+        self.in_flight.clear()
+        fields: dict[str, Any] = {}
+        if self.cache and self.cache.hashed:
+            config = dict(self.store.experiment(self.exp.name)["config"] or {})
+            stats = dict(config.get("hashing") or {"hashed": 0, "hash_time_s": 0.0})
+            stats["hashed"] += self.cache.hashed
+            stats["hash_time_s"] += self.cache.hash_time
+            config["hashing"] = stats
+            fields["config"] = config
+        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None, **fields)
 
-        The trial is stored as pending and, when the equivalence cache knows its result,
-        finished at once (``launch`` False) or attached to its running twin.
+    # -- which trial next ---------------------------------------------------------------
+    @property
+    def trials_left(self) -> int:
+        """Trials still to launch: wanted less finished, in flight and waiting for a twin."""
+        return self.max_trials - self.finished - len(self.in_flight) - self.num_waiting
+
+    def next_trial(self) -> Pending | None:
+        """The next trial to launch, now counted in flight; None when there is none now.
+
+        A trial left unfinished (by a previous driver or a dead worker) comes first,
+        then a new proposal; proposals the equivalence cache answers are stored on the
+        way. None when ``max_trials`` are finished, in flight or waiting, or when the
+        algorithm is exhausted (or waits for a trial in flight: ask again later).
+        """
+        while self.trials_left > 0:
+            if self._queue:
+                pending = self._requeue(self._queue.pop(0))
+                if pending is None:             # out of attempts: stored as failed
+                    continue
+            elif self._exhausted:
+                return None
+            else:
+                pending = self._propose()
+                if pending is None:
+                    self._exhausted = not (self.in_flight and self.hooks.waiting)
+                    return None
+                if not pending.launch:          # the equivalence cache answered it
+                    continue
+            self.in_flight[pending.id] = pending
+            return pending
+        return None
+
+    def _propose(self) -> Pending | None:
+        """A new trial from the algorithm, stored; None when the algorithm has none.
+
+        When the equivalence cache knows its result it is finished at once (``launch``
+        False) or attached to its running twin.
         """
         try:
             dna = self.algorithm.propose()
         except StopIteration:
-            return None  # see `waiting` for "nothing until a running trial reports back"
+            return None
         candidate = self.decoder(dna)
         sym = symbolic_hash(candidate)
-        give = getattr(self.algorithm, "artifact_for", None)
-        payload = give(dna) if give is not None else None
+        payload = self.hooks.artifact_for(dna)
         kind, found, fn = self.cache.lookup(candidate, sym) \
             if self.cache and payload is None else ("miss", None, None)
-        fields = dict(status="pending", dna=pg.to_json(dna), decisions=self.decoder.decisions(dna),
+        fields = dict(status=TrialStatus.PENDING.value, dna=pg.to_json(dna),
+                      decisions=self.decoder.decisions(dna),
                       candidate=canonical_json(candidate, normalise=False),
                       summary=summary_of(candidate), sym_hash=sym, fn_hash=fn, attempt=1)
         if kind == "attach":
             fields.update(cached_from=found.id, cache_kind="attached")
         elif kind == "miss":  # it will run: stored as running at once, one write less
             now = utcnow()
-            fields.update(status="running", started_at=now, heartbeat_at=now)
+            fields.update(status=TrialStatus.RUNNING.value, started_at=now, heartbeat_at=now)
         base = self.exp.seed
         trial_id, number = self.store.add_trial(
             self.exp_id, derive=lambda n: {"seed": trial_seed(base, n)}, input_artifact=payload,
             **fields)
         pending = Pending({**fields, "id": trial_id, "number": number,
                            "seed": trial_seed(base, number)}, dna, candidate, artifact=payload,
-                          marked_running=fields["status"] == "running")
+                          marked_running=kind == "miss")
         if payload is not None:
             return pending
         if kind == "hit":
@@ -190,21 +285,12 @@ class SearchState:
             self.cache.launched(pending)
         return pending
 
-    @property
-    def algorithm_waiting(self) -> bool:
-        """True when the algorithm proposes nothing until a running trial reports back."""
-        return bool(getattr(self.algorithm, "waiting", False))
-
-    @property
-    def num_waiting(self) -> int:
-        """Trials waiting for a running twin's result."""
-        return self.cache.num_waiting if self.cache else 0
-
-    def requeue(self, trial: dict[str, Any]) -> Pending | None:
+    def _requeue(self, trial: dict[str, Any]) -> Pending | None:
         """A stored trial made ready to run again, or None if it used up its attempts."""
         if trial["attempt"] >= self.exp.max_attempts:
-            self.finish(trial, failure(f"gave up after {trial['attempt']} attempts: "
-                                       f"{trial.get('error') or 'its run was interrupted'}"))
+            self.finish(trial, Outcome.failed(
+                f"gave up after {trial['attempt']} attempts: "
+                f"{trial.get('error') or 'its run was interrupted'}"))
             return None
         trial = {**trial, "attempt": trial["attempt"] + 1, "cached_from": None, "cache_kind": None}
         self.store.clear_curve(trial["id"])
@@ -216,25 +302,52 @@ class SearchState:
             self.cache.launched(pending)
         return pending
 
+    @property
+    def num_waiting(self) -> int:
+        """Trials waiting for a running twin's result."""
+        return self.cache.num_waiting if self.cache else 0
+
+    # -- a trial's run ------------------------------------------------------------------
     def context(self, pending: Pending) -> Context:
-        """The evaluator's view of a trial; marks the trial running (a new trial that
-        will run was stored as running by `propose`)."""
+        """The evaluator's view of a trial; marks it running and starts its clock."""
         t = pending.trial
         if not pending.marked_running:
             now = utcnow()
-            self.store.update_trial(t["id"], status="running", started_at=now, seed=t["seed"],
-                                    attempt=t["attempt"], heartbeat_at=now)
+            self.store.update_trial(t["id"], status=TrialStatus.RUNNING.value, started_at=now,
+                                    seed=t["seed"], attempt=t["attempt"], heartbeat_at=now)
             pending.marked_running = True
+        pending.started = time.monotonic()
         return Context(seed=t["seed"], trial=t["number"], experiment=self.exp.name,
                        budget=dict(self.exp.budget), num_cpus=self.exp.resources["num_cpus"],
                        num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact)
 
-    def lost(self, pending: Pending, reason: str) -> dict[str, Any]:
-        """Records that a trial's worker died; returns the row to requeue (attempts permitting)."""
-        self.store.update_trial(pending.id, status="pending", error=reason)
-        return {**pending.trial, "error": reason}
+    def lost(self, pending: Pending, reason: str) -> None:
+        """Records that a trial's worker died; it runs again while it has attempts."""
+        self.in_flight.pop(pending.id, None)
+        self.store.update_trial(pending.id, status=TrialStatus.PENDING.value, error=reason)
+        self._queue.append({**pending.trial, "error": reason})
 
-    def finish(self, trial: dict[str, Any] | Pending, outcome: dict[str, Any]) -> str:
+    def over_time(self, seconds: float | None) -> bool:
+        """True when ``seconds`` of running is over the experiment's ``timeout_s``."""
+        limit = self.exp.timeout_s
+        return bool(limit) and seconds is not None and seconds > limit
+
+    def timed_out(self, seconds: float | None = None, **fields: Any) -> Outcome:
+        """The failed outcome of a trial over the time limit (the one wording of it)."""
+        ran = "still running after" if seconds is None else f"ran {seconds:.1f} s, over"
+        return Outcome.failed(f"timed out: {ran} the time limit of {self.exp.timeout_s} s",
+                              **fields)
+
+    def expire(self) -> list[Pending]:
+        """Fails the trials in flight for longer than the time limit; returns them, so
+        the caller cancels their runs."""
+        now = time.monotonic()
+        late = [p for p in self.in_flight.values()
+                if p.started is not None and self.over_time(now - p.started)]
+        self.finish_many((p, self.timed_out()) for p in late)
+        return late
+
+    def finish(self, trial: dict[str, Any] | Pending, outcome: Outcome) -> TrialStatus:
         """Stores an outcome, feeds the algorithm back, returns the final status.
 
         Raises:
@@ -242,65 +355,64 @@ class SearchState:
         """
         return self.finish_many([(trial, outcome)])[0]
 
-    def finish_many(self, items: Iterable[tuple[dict[str, Any] | Pending, dict[str, Any]]]
-                    ) -> list[str]:
+    def finish_many(self, items: Iterable[tuple[dict[str, Any] | Pending, Outcome]]
+                    ) -> list[TrialStatus]:
         """Like `finish` for several trials: all are stored in one transaction, then each
         is fed back to the algorithm in order. Returns their final statuses.
 
         Raises:
           ConfigError: a completed result lacks one of the objectives (all are stored first).
         """
-        limit = self.exp.timeout_s
-        done, updates = [], []
+        done, updates, artifacts = [], [], []
         for trial, outcome in items:
             pending = trial if isinstance(trial, Pending) else None
             trial = pending.trial if pending else trial
-            if outcome["status"] == "completed" and limit and \
-                    (outcome.get("wall_time") or 0) > limit:
-                outcome = {**outcome, "status": "failed",
-                           "error": f"evaluation took {outcome['wall_time']:.1f} s, over the "
-                                    f"time limit of {limit} s"}
-            extra = {k: outcome[k] for k in ("cached_from", "cache_kind", "saved_time")
-                     if k in outcome}
-            updates.append((trial["id"], outcome.get("curve", ()), dict(
-                status=outcome["status"], metrics=outcome["metrics"], costs=outcome["costs"],
-                error=outcome.get("error"), node=outcome.get("node"),
-                wall_time=outcome.get("wall_time"), finished_at=utcnow(), **extra)))
-            done.append((pending, trial, outcome, extra))
+            if outcome.status == TrialStatus.COMPLETED and self.over_time(outcome.wall_time):
+                # An executor that cannot cancel (in-process) ran it to the end.
+                outcome = self.timed_out(outcome.wall_time, node=outcome.node,
+                                         wall_time=outcome.wall_time)
+            fields = dict(status=outcome.status.value, metrics=outcome.metrics,
+                          costs=outcome.costs, error=outcome.error, node=outcome.node,
+                          wall_time=outcome.wall_time, finished_at=utcnow())
+            if outcome.cache_kind is not None:
+                fields.update(cached_from=outcome.cached_from, cache_kind=outcome.cache_kind,
+                              saved_time=outcome.saved_time)
+            updates.append((trial["id"], outcome.curve, fields))
+            if outcome.status == TrialStatus.COMPLETED and outcome.artifact is not None:
+                artifacts.append((trial["id"], outcome.artifact))
+            done.append((pending, outcome))
+            self.in_flight.pop(trial["id"], None)
         if not updates:
             return []
-        self.store.update_trials(updates, output_artifacts=[
-            (trial["id"], outcome["artifact"]) for _, trial, outcome, _ in done
-            if outcome["status"] == "completed" and outcome.get("artifact") is not None])
-        for pending, trial, outcome, extra in done:
-            self._fed_back(pending, trial, outcome, extra)
+        self.store.update_trials(updates, output_artifacts=artifacts)
+        for pending, outcome in done:
+            self._fed_back(pending, outcome)
         self.show()
-        return [outcome["status"] for _, _, outcome, _ in done]
+        return [outcome.status for _, outcome in done]
 
-    def _fed_back(self, pending: Pending | None, trial: dict[str, Any],
-                  outcome: dict[str, Any], extra: dict[str, Any]) -> None:
+    def _fed_back(self, pending: Pending | None, outcome: Outcome) -> None:
         """Counts a stored outcome, feeds it to the algorithm, settles its waiting twins."""
-        self._count({"status": outcome["status"], **outcome})
+        self._count(outcome.status, outcome.values)
         waiters = self.cache.settled(pending) if (self.cache and pending) else []
-        if outcome["status"] in ("completed", "cached"):
-            values = {**outcome["costs"], **outcome["metrics"]}
+        if outcome.status in (TrialStatus.COMPLETED, TrialStatus.CACHED):
+            values = outcome.values
             missing = [k for k in self.exp.objectives if k not in values]
             if missing:
                 raise ConfigError(
                     f"objective {missing[0]!r} is not among the metrics the evaluator returned: "
                     f"{', '.join(sorted(values)) or '(none)'}")
             if pending is not None:
-                wants = getattr(self.algorithm, "feedback_artifact", None)
-                if wants is not None:
-                    artifact = outcome.get("artifact")
-                    if artifact is None and extra.get("cached_from"):  # the source's
-                        artifact = self.store.load_artifact(extra["cached_from"], "output")
-                    wants(pending.dna, artifact)
-                self.algorithm.feedback(pending.dna,
-                                        reward_of(values, self.exp.objectives, self.multi))
+                artifact = outcome.artifact
+                if artifact is None and outcome.cached_from:  # the source's
+                    artifact = self.store.load_artifact(outcome.cached_from, "output")
+                self.hooks.feedback_artifact(pending.dna, artifact)
+                self.algorithm.feedback(pending.dna, self._reward(values))
         if waiters:
             self.finish_many((w, EquivalenceCache.twin_outcome(pending, outcome))
                              for w in waiters)
+
+    def _reward(self, values: Mapping[str, float]) -> float | tuple[float, ...]:
+        return reward_of(dict(values), self.exp.objectives, self.multi)
 
     def _output_artifact(self, trial: dict[str, Any]) -> dict[str, Any] | None:
         """A finished trial's output artifact, or its cache source's for a cached trial."""
@@ -309,32 +421,18 @@ class SearchState:
             found = self.store.load_artifact(trial["cached_from"], "output")
         return found
 
-    def heartbeat(self, pendings: Iterable[Pending]) -> None:
-        """Marks this driver and the given running trials alive."""
-        self.store.heartbeat(self.exp_id, [p.id for p in pendings], self.driver)
-
-    def close(self, status: str, leftover: Iterable[Pending] = ()) -> None:
-        """Ends the run: leftover trials go back to pending for the next driver."""
-        for p in leftover:
-            self.store.update_trial(p.id, status="pending", started_at=None)
-        fields: dict[str, Any] = {}
-        if self.cache and self.cache.hashed:
-            config = dict(self.store.experiment(self.exp.name)["config"] or {})
-            stats = dict(config.get("hashing") or {"hashed": 0, "hash_time_s": 0.0})
-            stats["hashed"] += self.cache.hashed
-            stats["hash_time_s"] += self.cache.hash_time
-            config["hashing"] = stats
-            fields["config"] = config
-        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None, **fields)
+    def heartbeat(self) -> None:
+        """Marks this driver and its trials in flight alive."""
+        self.store.heartbeat(self.exp_id, list(self.in_flight), self.driver)
 
     # -- progress ----------------------------------------------------------------------
-    def _count(self, t: dict[str, Any]) -> None:
+    def _count(self, status: str, values: Mapping[str, float]) -> None:
         self.finished += 1
-        if t["status"] == "failed":
+        if status == TrialStatus.FAILED:
             self.failed += 1
             return
         name, direction = next(iter(self.exp.objectives.items()))
-        v = values_of(t).get(name)
+        v = values.get(name)
         if v is not None and (self.best is None or (v > self.best if direction == "max"
                                                     else v < self.best)):
             self.best = v

@@ -6,6 +6,7 @@ import failing
 import memnas
 import toyspace
 from memnas.errors import ConfigError
+from memnas.records import Outcome, TrialStatus
 from memnas.runner.driver import BatchSizer, drive
 from memnas.runner.executors import LocalExecutor
 from memnas.runner.state import SearchState
@@ -36,11 +37,11 @@ def test_sizer_fixed_auto_and_share_of_what_is_left():
     assert BatchSizer(8).size(5, 2) == 3           # the last trials spread over workers
     auto = BatchSizer("auto")
     assert auto.size(1000, 2) == 1                 # nothing timed yet
-    auto.observe([{"wall_time": 0.002}] * 20)
+    auto.observe([Outcome(TrialStatus.COMPLETED, wall_time=0.002)] * 20)
     assert auto.size(1000, 2) == 10                # ~20 ms of evaluation per task
-    auto.observe([{"wall_time": 0.00001}] * 50)
+    auto.observe([Outcome(TrialStatus.COMPLETED, wall_time=0.00001)] * 50)
     assert auto.size(1000, 2) == BatchSizer.MAX_BATCH
-    auto.observe([{"wall_time": 0.5}] * 20)
+    auto.observe([Outcome(TrialStatus.COMPLETED, wall_time=0.5)] * 20)
     assert auto.size(1000, 2) == 1                 # long trials: one per task again
     assert BatchSizer(8, timeout_s=10).size(100, 2) == 1   # off with a time limit
 
@@ -65,7 +66,8 @@ def test_batches_store_every_trial_once_and_feed_all_back(sqlite_url):
     feedback = state.algorithm.feedback
     state.algorithm.feedback = lambda dna, reward: (fed.append(reward), feedback(dna, reward))
     ex = CountingExecutor()
-    drive(state, ex, max_trials=23, workers=2, batch=5)
+    with state.session(max_trials=23):
+        drive(state, ex, workers=2, batch=5)
     assert ex.sizes == [5, 5, 5, 5, 2, 1]
     trials = store.trials(state.exp_id)
     assert [t["number"] for t in trials] == list(range(23))
@@ -77,7 +79,8 @@ def test_auto_grows_batches_for_fast_trials(sqlite_url):
     store = Store(sqlite_url)
     state = SearchState(_exp(sqlite_url, cache=False), store)
     ex = CountingExecutor()
-    drive(state, ex, max_trials=200, workers=2, batch="auto")
+    with state.session(max_trials=200):
+        drive(state, ex, workers=2, batch="auto")
     assert ex.sizes[0] == 1 and max(ex.sizes) > 1 and sum(ex.sizes) == 200
     assert [t["status"] for t in store.trials(state.exp_id)] == ["completed"] * 200
 

@@ -14,6 +14,7 @@ from memnas.runner._records import decisions_of
 from memnas.runner.executors import LocalExecutor
 from memnas.runner.driver import drive
 from memnas.runner.progress import Progress
+from memnas.records import Outcome, TrialStatus
 from memnas.runner.state import SearchState
 from memnas.store import Store
 
@@ -49,14 +50,14 @@ def _started(url):
     """An experiment, its open store and a started search state over it."""
     exp = _exp(url)
     store = Store(url)
-    state = SearchState(exp, store)
+    state = SearchState(exp, store, max_trials=100)
     state.start()
     return exp, store, state
 
 
 def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
     exp, store, state = _started(sqlite_url)
-    pending = state.propose()
+    pending = state.next_trial()
     row = store.trials(state.exp_id)[0]
     assert pending.launch and pending.marked_running
     assert row["status"] == "running" and row["started_at"] is not None
@@ -64,15 +65,16 @@ def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
     assert row["seed"] == pending.trial["seed"] == state_mod.trial_seed(exp.seed, row["number"])
     ctx = state.context(pending)  # no second write, same seed
     assert ctx.seed == row["seed"]
-    state.close("interrupted", leftover=[pending])
+    state.close("interrupted")            # a trial in flight goes back to pending
     assert store.trials(state.exp_id)[0]["status"] == "pending"
 
 
 def test_requeued_trial_is_marked_running_again_with_its_new_attempt(sqlite_url):
     _, store, state = _started(sqlite_url)
-    pending = state.propose()
-    again = state.requeue(state.lost(pending, "worker died: test"))
-    assert not again.marked_running
+    pending = state.next_trial()
+    state.lost(pending, "worker died: test")
+    again = state.next_trial()            # the lost trial comes first
+    assert again.id == pending.id and not again.marked_running
     state.context(again)
     row = store.trials(state.exp_id)[0]
     assert row["status"] == "running" and row["attempt"] == 2 and again.marked_running
@@ -80,15 +82,15 @@ def test_requeued_trial_is_marked_running_again_with_its_new_attempt(sqlite_url)
 
 def test_finish_many_stores_all_before_any_feedback(sqlite_url, monkeypatch):
     _, store, state = _started(sqlite_url)
-    pendings = [state.propose() for _ in range(3)]
+    pendings = [state.next_trial() for _ in range(3)]
     seen = []
 
     def feedback(dna, reward):  # every trial of the batch is committed before the first feedback
         seen.append([t["status"] for t in Store(sqlite_url).trials(state.exp_id)])
 
     monkeypatch.setattr(state.algorithm, "feedback", feedback)
-    outcome = {"status": "completed", "metrics": {"accuracy": 0.5}, "costs": {"params": 1.0},
-               "curve": [{"step": 0, "name": "loss", "value": 1.0}], "node": "n", "wall_time": 0.01}
+    outcome = Outcome(TrialStatus.COMPLETED, metrics={"accuracy": 0.5}, costs={"params": 1.0},
+                      curve=[{"step": 0, "name": "loss", "value": 1.0}], node="n", wall_time=0.01)
     assert state.finish_many([(p, outcome) for p in pendings]) == ["completed"] * 3
     assert seen == [["completed"] * 3] * 3
     assert all(len(store.curve(p.id)) == 1 for p in pendings)
@@ -108,7 +110,8 @@ def test_heartbeats_are_throttled_not_one_per_trial(sqlite_url, monkeypatch):
     store = Store(sqlite_url)
     exp = _exp(sqlite_url, name="fast2", cache=False)  # same seed: all would be cache hits
     state = SearchState(exp, store)
-    drive(state, LocalExecutor(), max_trials=5, workers=1)
+    with state.session(max_trials=5):
+        drive(state, LocalExecutor(), workers=1)
     assert len(beats) >= 4   # due on every turn when the interval is 0
 
 

@@ -46,7 +46,8 @@ def test_toy_search_stores_every_trial_and_feeds_the_algorithm(ray_session, sqli
     state = SearchState(exp, store)
     # ASHA compares the first objective, which this evaluator only returns at the end.
     with pytest.warns(UserWarning, match="'accuracy' was never reported"):
-        run_with_tune(state, max_trials=4, workers=2)
+        with state.session(max_trials=4):
+            run_with_tune(state, workers=2)
     assert state.algorithm.num_feedbacks == 4
     store.close()
 

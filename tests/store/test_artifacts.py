@@ -6,7 +6,7 @@ import sqlalchemy as sa
 import torch
 
 from memnas.store import Store
-from memnas.store import _artifacts
+from memnas.store import artifacts as _artifacts
 
 
 def test_encode_decode_round_trip_nested_arrays_torch_and_json():

@@ -1,0 +1,52 @@
+"""The hooks memnas calls on an algorithm beyond PyGlove's `DNAGenerator`, with no-op defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyglove as pg
+
+
+class AlgorithmHooks:
+    """What the driver asks of an algorithm besides ``propose``/``feedback``/``recover``.
+
+    A memnas algorithm is a ``pg.geno.DNAGenerator`` (subclasses write ``_setup``,
+    ``_propose``, ``_feedback``, as PyGlove documents). One that needs more than a
+    reward also derives from this class and overrides what it needs, as Optuna's
+    samplers override ``BaseSampler.before_trial/after_trial``; a plain generator gets
+    these defaults through `hooks_of`.
+
+    The artifact channel (IMP needs trained weights and gives masks; sharpDARTS gets
+    architecture weights back):
+
+    - `artifact_for` is called once per proposal; its payload is stored as the trial's
+      ``input`` artifact and handed to the evaluator as ``ctx.artifact``. A trial with
+      an input artifact bypasses the equivalence cache (its result depends on more than
+      its candidate).
+    - `feedback_artifact` gets the evaluator's ``Measurement.artifact`` (stored as the
+      ``output`` artifact) just before ``feedback(dna, reward)``; on resume, for every
+      finished trial in order, before ``recover(history)``.
+    - `waiting`: while true, ``propose`` raising ``StopIteration`` means "nothing until
+      a running trial reports back" (sharpDARTS derives its architecture from the
+      supernet trial's output), so the driver waits instead of ending the search.
+    """
+
+    @property
+    def waiting(self) -> bool:
+        """True while the algorithm proposes nothing until a running trial reports back."""
+        return False
+
+    def artifact_for(self, dna: pg.DNA) -> dict[str, Any] | None:
+        """The evaluator's input payload for the trial of ``dna``; None: none."""
+        return None
+
+    def feedback_artifact(self, dna: pg.DNA, artifact: dict[str, Any] | None) -> None:
+        """Receives the evaluator's output artifact (None if it returned none)."""
+
+
+_DEFAULTS = AlgorithmHooks()
+
+
+def hooks_of(algorithm: Any) -> AlgorithmHooks:
+    """``algorithm`` itself when it declares the hooks, else the no-op defaults."""
+    return algorithm if isinstance(algorithm, AlgorithmHooks) else _DEFAULTS

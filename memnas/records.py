@@ -1,0 +1,113 @@
+"""The records every part of memnas shares: a trial's status and the outcome of running it.
+
+One definition each, imported by the runner, the store, the equivalence cache and the
+dashboard; nothing here imports the rest of memnas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Mapping
+
+
+class TrialStatus(str, enum.Enum):
+    """A trial's status; a ``str`` enum, so stored values and comparisons stay plain text.
+
+    ``pending`` (stored, not started), ``running``, and the three finished ones:
+    ``completed`` (evaluated), ``failed`` (no result: the reason is in ``error``) and
+    ``cached`` (the equivalence cache reused a twin's result).
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CACHED = "cached"
+
+    __str__ = str.__str__          # f"{status}" and str(status) give the stored value
+    __format__ = str.__format__
+
+
+FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.CACHED})
+"""Statuses of trials that will not run again."""
+
+WITH_RESULT = frozenset({TrialStatus.COMPLETED, TrialStatus.CACHED})
+"""Statuses of trials that have metrics (a cached trial reuses a twin's result)."""
+
+TRIAL_STATUSES = tuple(s.value for s in TrialStatus)
+"""Every status's stored value, in lifecycle order."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What became of one run of a trial: built by a worker, the cache or the driver,
+    stored by `SearchState` and fed back to the algorithm.
+
+    Attributes:
+      status: completed, failed or cached.
+      metrics: objective metrics (a failed trial may keep what it reported).
+      costs: cost metrics.
+      curve: curve points ``{"step", "name", "value"}`` reported on the way.
+      error: why a failed trial has no result (a traceback or a one-line reason).
+      node: where it ran (``host`` or ``host:ray-node-id``).
+      wall_time: seconds the evaluation took.
+      artifact: the evaluator's ``Measurement.artifact``, if any.
+      cached_from: for a cached (or twin-failed) trial, the id of the trial it reused.
+      cache_kind: ``hit`` (a stored evaluation) or ``attached`` (a twin that was running).
+      saved_time: seconds of evaluation the cache saved.
+    """
+
+    status: TrialStatus
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    costs: dict[str, float] = dataclasses.field(default_factory=dict)
+    curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: str | None = None
+    node: str | None = None
+    wall_time: float | None = None
+    artifact: dict[str, Any] | None = None
+    cached_from: int | None = None
+    cache_kind: str | None = None
+    saved_time: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)
+
+    @classmethod
+    def failed(cls, reason: str, node: str | None = None, **fields: Any) -> "Outcome":
+        """An outcome for a trial that produced no result (worker died, timed out, ...)."""
+        return cls(TrialStatus.FAILED, error=reason, node=node, **fields)
+
+    @property
+    def values(self) -> dict[str, float]:
+        """Metrics and costs in one mapping (metrics win on a name clash)."""
+        return {**self.costs, **self.metrics}
+
+    def replace(self, **changes: Any) -> "Outcome":
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the artifact left out: it travels as .npz bytes)."""
+        out = dataclasses.asdict(self)
+        out["status"] = self.status.value
+        out.pop("artifact")
+        return out
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any],
+                  artifact: dict[str, Any] | None = None) -> "Outcome":
+        """The inverse of `to_json`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in value.items() if k in names}, artifact=artifact)
+
+
+def values_of(trial: Mapping[str, Any]) -> dict[str, float]:
+    """A stored trial's metrics and costs in one mapping (metrics win on a clash)."""
+    return {**(trial.get("costs") or {}), **(trial.get("metrics") or {})}
+
+
+def error_summary(text: str | None) -> str:
+    """An error in one line: the last non-empty line of a traceback (its exception), or ""."""
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
