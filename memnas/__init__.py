@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from memnas.errors import ConfigError, MemnasError, StoreError
+from memnas.measurement import Context, Measurement
 
-from memnas.errors import ConfigError, MemnasError, StoreError  # noqa: E402
-from memnas.measurement import Context, Measurement  # noqa: E402
+__version__ = "0.1.0"
 
 __all__ = ["ConfigError", "Context", "Experiment", "Measurement", "MemnasError", "Result",
            "StoreError", "load", "load_experiment_file", "__version__"]

@@ -69,13 +69,11 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
         name: str | None, executor: str, scheduler: str | None, batch: int | str) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
     from memnas.loader import load_experiment_file
-    from memnas.store import normalize_url
 
     experiment = load_experiment_file(file)
-    if name:
-        experiment.name = name
-    if store:
-        experiment.store = normalize_url(store)
+    changes = {k: v for k, v in (("name", name), ("store", store)) if v is not None}
+    if changes:  # a new, validated Experiment: a bad --name or --store is refused here
+        experiment = experiment.replace(**changes)
     click.echo(f"memnas: running {experiment.name!r} ({experiment.algorithm if isinstance(experiment.algorithm, str) else type(experiment.algorithm).__name__}"
                f", {max_trials} trials, {workers} workers, {executor}) into {experiment.store}",
                err=True)
@@ -114,9 +112,7 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
     if not module_file:
         raise ConfigError(f"experiment {name!r} was not started from an experiment file; "
                           "continue it by calling experiment.run(...) again in Python")
-    experiment = load_experiment_file(module_file)
-    experiment.name = name
-    experiment.store = s.url
+    experiment = load_experiment_file(module_file).replace(name=name, store=s.url)
     max_trials = max_trials or last.get("max_trials") or 20
     workers = workers or last.get("workers") or 1
     executor = executor or (last.get("executor") if last.get("executor") in ("ray", "tune", "local")

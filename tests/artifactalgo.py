@@ -6,9 +6,10 @@ import numpy as np
 import pyglove as pg
 
 import toyspace
+from memnas.algorithms import AlgorithmHooks
 
 
-class Chain(pg.geno.DNAGenerator):
+class Chain(pg.geno.DNAGenerator, AlgorithmHooks):
     """Random DNA; each proposal carries the last output artifact's counter, plus one.
 
     It records what it saw, so tests can check the channel end to end.

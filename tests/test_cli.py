@@ -206,3 +206,22 @@ def test_run_batch_option_runs_and_bad_values_are_named(tmp_path):
         assert r.exit_code == 2 and f"expected a positive integer or 'auto', got '{bad}'" in \
             r.output, r.output
     assert _lines_in_store(url) == [("e", 6)]
+
+
+def test_run_bad_name_or_store_is_one_line_and_writes_nothing(tmp_path):
+    db = tmp_path / "never.db"
+    f = _write_exp(tmp_path / "named_exp.py", f"sqlite:///{db}")
+    cases = [
+        ("--name", "", "error: experiment name must be a non-empty string of at most 200 "
+                       "characters, got ''"),
+        ("--name", "   ", "error: experiment name must be a non-empty string"),
+        ("--name", "n" * 300, "error: experiment name must be a non-empty string of at most 200 "
+                              "characters, got 'nnn"),
+        ("--store", "", "error: store must be a SQLAlchemy URL string, got ''"),
+    ]
+    for option, value, msg in cases:
+        r = CliRunner().invoke(main, ["run", f, "--max-trials", "2", "--executor", "local",
+                                      option, value])
+        assert r.exit_code == 2, r.output
+        assert r.output.startswith(msg) and r.output.count("\n") == 1, r.output
+        assert not db.exists()  # refused before the store was opened

@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 import pyglove as pg
 
-from memnas.algorithms import register_algorithm
 from memnas.algorithms._supernet import DEFAULT_RULES, WEIGHTINGS, decision_ids, derive, \
     resolve, walk_decisions
 from memnas.algorithms._supernet_train import REQUEST_KEY, SupernetEvaluator, SupernetSettings
+from memnas.algorithms.base import AlgorithmHooks
 from memnas.errors import ConfigError
 
-__all__ = ["SharpDARTS", "SupernetEvaluator", "sharp_darts"]
+__all__ = ["SharpDARTS", "SupernetEvaluator"]
 
 ROLE = "sharp_darts"  # DNA metadata key: "supernet" or "derived"
 
@@ -44,7 +44,7 @@ ROLE = "sharp_darts"  # DNA metadata key: "supernet" or "derived"
     ("fixed", pg.typing.Any(default=None),
      "{decision name or id: choice index (k indices for a manyof, a value for a float)}."),
 ])
-class SharpDARTS(pg.geno.DNAGenerator):
+class SharpDARTS(pg.geno.DNAGenerator, AlgorithmHooks):
     """sharpDARTS over any PyGlove space whose `oneof`/`manyof` decisions choose modules.
 
     Each round is two trials. The first is the supernet run: its DNA (metadata
@@ -61,13 +61,11 @@ class SharpDARTS(pg.geno.DNAGenerator):
     the mixed network, marked ``supernet=1``; leave it out when ranking candidates.
 
     The generator holds only this decision logic; the training lives in the
-    evaluator. When all its supernets are proposed, no derived DNA is queued and a
-    supernet is still running, it is ``waiting``: its ``propose`` raises
-    StopIteration and the memnas driver waits for the running trials. It
-    needs memnas's artifact channel (``artifact_for``/``feedback_artifact``); in plain
-    ``pg.sample`` it proposes the supernet DNA only. `recover` rebuilds it from the
-    stored trials (the DNA metadata tells the roles apart; supernet outputs are
-    replayed through ``feedback_artifact`` first).
+    evaluator, and the two talk through the `AlgorithmHooks` artifact channel. It is
+    ``waiting`` once all its supernets are proposed, no derived DNA is queued and a
+    supernet is still running; in plain ``pg.sample`` it proposes the supernet DNA
+    only. `recover` rebuilds it from the stored trials (the DNA metadata tells the
+    roles apart).
 
     Example::
 
@@ -161,8 +159,3 @@ class SharpDARTS(pg.geno.DNAGenerator):
         self.history.append({"round": round_, "alphas": alphas, "derived": derived,
                              "reward": None})
 
-
-@register_algorithm("sharp_darts")
-def sharp_darts(seed: int | None = None, **options: Any) -> SharpDARTS:
-    """`SharpDARTS` by name; pair it with a `SupernetEvaluator` (see its docstring)."""
-    return SharpDARTS(seed=seed, **options)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pyglove as pg
 
-from memnas.algorithms import register_algorithm
+from memnas.algorithms.base import AlgorithmHooks
+from memnas.algorithms.registry import register_algorithm
 from memnas.errors import ConfigError
 
 ROLES = ("imp", "reinit", "random_prune")
@@ -52,7 +53,7 @@ def lottery_space(parent: Any, rounds: int = 20, rate: float = 0.2, scope: str =
      "fresh random weights) and 'random_prune' (a random mask with the ticket's per-layer "
      "counts, the ticket's rewind weights)."),
 ])
-class LotteryTicketIMP(pg.geno.DNAGenerator):
+class LotteryTicketIMP(pg.geno.DNAGenerator, AlgorithmHooks):
     """Lottery-ticket iterative magnitude pruning as a memnas algorithm.
 
     Each chain trains its dense network (round 0), then repeatedly prunes ``rate`` of
@@ -67,11 +68,11 @@ class LotteryTicketIMP(pg.geno.DNAGenerator):
     - its output artifact holds the masks used, trained ``final`` weights and (round 0)
       the ``rewind`` weights, from which the next round's masks are computed.
 
-    The algorithm keeps no state that is not derived from output artifacts, so a resumed
-    search replays ``feedback_artifact`` and continues exactly. Chains and controls are
-    independent proposals: with several workers they run side by side. When every
-    proposal that can run is running, `propose` raises StopIteration with ``waiting``
-    True (the driver waits instead of ending). A failed ticket trial ends its chain.
+    Input and output artifacts go through the `AlgorithmHooks` channel. The algorithm
+    keeps no state that is not derived from output artifacts, so a resumed search
+    continues exactly. Chains and controls are independent proposals: with several
+    workers they run side by side. It is ``waiting`` while every proposal that can run
+    is running and a later round is still to come. A failed ticket trial ends its chain.
     The reward is not used; an accuracy-vs-remaining-weights Pareto front is the result.
     """
 

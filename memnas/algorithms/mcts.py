@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 
 import pyglove as pg
 
-from memnas.algorithms import register_algorithm
 from memnas.algorithms._decisions import allowed_choices, check_supported, dna_key, from_unit, \
     to_unit
+from memnas.algorithms.registry import register_algorithm
 from memnas.errors import ConfigError
 
 _MAX_REDRAWS = 64  # proposals drawn again at most this often when they land on a repeat

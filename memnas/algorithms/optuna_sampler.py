@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 import pyglove as pg
 
-from memnas.algorithms import register_algorithm
 from memnas.algorithms._decisions import check_supported, dna_key
+from memnas.algorithms.registry import register_algorithm
 from memnas.errors import ConfigError
 
 # sampler name -> Optuna class name

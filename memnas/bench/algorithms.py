@@ -42,7 +42,7 @@ def search_curve(name: str, seed: int, budget: int, rewards: dict[str, float],
       proposals (an algorithm stuck re-proposing architectures it has seen).
     """
     from memnas.algorithms import make_algorithm
-    from memnas.benchmarks.tabular import dna_key
+    from memnas.tabular.table import dna_key
 
     generator = make_algorithm(name, seed=seed, **(options or {}))
     generator.setup(spec)
@@ -134,7 +134,7 @@ def run(quick: bool = False, seeds: int | None = None, budget: int | None = None
     import pyglove as pg
 
     from memnas.algorithms import ALGORITHMS as REGISTRY
-    from memnas.benchmarks.tabular import load_table
+    from memnas.tabular.table import load_table
 
     start = time.perf_counter()
     table = load_table(table_path)

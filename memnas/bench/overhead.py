@@ -46,8 +46,10 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
     Returns:
       ``trials``, ``workers``, ``ray_start_s``, ``memnas_tps``, ``memnas_batch1_tps``,
       ``tune_tps``, ``optuna_sqlite_tps``, the ``*_wall_s`` of each run,
-      ``*_tps_with_start``, and the ratios ``memnas_vs_tune``, ``memnas_vs_optuna``,
-      ``memnas_batch1_vs_tune`` and ``memnas_batch1_vs_optuna``.
+      ``*_tps_with_start``, the ratios ``memnas_vs_tune``, ``memnas_vs_optuna``,
+      ``memnas_batch1_vs_tune`` and ``memnas_batch1_vs_optuna``, and ``recorded``: what
+      each run left behind, read back after it (trials per status in memnas's store,
+      results in Tune's grid, trials per state in Optuna's SQLite storage).
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     # Everything each system imports, imported before any clock starts.
@@ -62,7 +64,8 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
     trials = trials or (40 if quick else 500)
     folder = tempfile.mkdtemp(prefix="memnas-bench-overhead-")
     out: dict[str, Any] = {"trials": trials, "workers": workers, "cpus": os.cpu_count(),
-                           "load_avg_before": os.getloadavg()[0]}
+                           "load_avg_before": os.getloadavg()[0], "recorded": {}}
+    recorded = out["recorded"]
     try:
         started_here = not ray.is_initialized()
         t0 = time.perf_counter()
@@ -74,13 +77,15 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
         try:
             # One trial per Ray task (the default), then batches sized from trial times
             # (batch="auto": the setting for trials this short, as reuse_actors is Tune's).
-            out["memnas_batch1_wall_s"] = _memnas(trials, workers, folder, "batch1", 1)
-            out["memnas_wall_s"] = _memnas(trials, workers, folder, "auto", "auto")
-            out["tune_wall_s"] = _tune(trials, workers, folder)
+            out["memnas_batch1_wall_s"], recorded["memnas_batch1"] = _memnas(
+                trials, workers, folder, "batch1", 1)
+            out["memnas_wall_s"], recorded["memnas"] = _memnas(
+                trials, workers, folder, "auto", "auto")
+            out["tune_wall_s"], recorded["tune"] = _tune(trials, workers, folder)
         finally:
             if started_here:
                 ray.shutdown()
-        out["optuna_sqlite_wall_s"] = _optuna(trials, folder)
+        out["optuna_sqlite_wall_s"], recorded["optuna_sqlite"] = _optuna(trials, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     out["load_avg"] = os.getloadavg()[0]    # other work on the machine shows here
@@ -96,7 +101,9 @@ def run(quick: bool = False, trials: int | None = None, workers: int = 2) -> dic
     return out
 
 
-def _memnas(trials: int, workers: int, folder: str, name: str, batch: int | str) -> float:
+def _memnas(trials: int, workers: int, folder: str, name: str,
+            batch: int | str) -> tuple[float, dict[str, int]]:
+    """Wall time of one memnas run, and its trials per status as read back from its store."""
     import pyglove as pg
 
     import memnas
@@ -109,13 +116,14 @@ def _memnas(trials: int, workers: int, folder: str, name: str, batch: int | str)
     start = time.perf_counter()
     result = exp.run(max_trials=trials, workers=workers, executor="ray", batch=batch)
     wall = time.perf_counter() - start
-    counts = result.counts()
+    counts = result.counts()  # read from the store
     if sum(counts.values()) != trials or counts.get("failed"):
         raise RuntimeError(f"memnas overhead run stored {counts}, expected {trials} finished")
-    return wall
+    return wall, counts
 
 
-def _tune(trials: int, workers: int, folder: str) -> float:
+def _tune(trials: int, workers: int, folder: str) -> tuple[float, dict[str, int]]:
+    """Wall time of one Ray Tune run, and its results and errors."""
     from ray import tune
 
     tuner = tune.Tuner(
@@ -141,10 +149,11 @@ def _tune(trials: int, workers: int, folder: str) -> float:
     if len(grid) != trials or grid.errors:
         raise RuntimeError(f"Ray Tune ran {len(grid)} trials with {len(grid.errors)} errors, "
                            f"expected {trials}")
-    return wall
+    return wall, {"results": len(grid), "errors": len(grid.errors)}
 
 
-def _optuna(trials: int, folder: str) -> float:
+def _optuna(trials: int, folder: str) -> tuple[float, dict[str, int]]:
+    """Wall time of one Optuna study, and its trials per state as read back from SQLite."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -154,15 +163,20 @@ def _optuna(trials: int, folder: str) -> float:
         trial.suggest_categorical("width", list(_WIDTHS))
         return 0.0
 
+    storage = f"sqlite:///{os.path.join(folder, 'optuna.db')}"
     start = time.perf_counter()
-    study = optuna.create_study(storage=f"sqlite:///{os.path.join(folder, 'optuna.db')}",
+    study = optuna.create_study(storage=storage,
                                 sampler=optuna.samplers.RandomSampler(seed=0),
                                 direction="maximize")
     study.optimize(objective, n_trials=trials)
     wall = time.perf_counter() - start
-    if len(study.trials) != trials:
-        raise RuntimeError(f"Optuna stored {len(study.trials)} trials, expected {trials}")
-    return wall
+    stored = optuna.load_study(study_name=study.study_name, storage=storage).trials
+    states: dict[str, int] = {}
+    for t in stored:
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    if len(stored) != trials:
+        raise RuntimeError(f"Optuna stored {len(stored)} trials, expected {trials}")
+    return wall, states
 
 
 def _print(o: dict[str, Any]) -> None:

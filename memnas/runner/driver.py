@@ -12,8 +12,9 @@ from memnas.records import FINISHED, Outcome
 from memnas.runner._trial import run_trials
 from memnas.runner.executors import Executor, make_executor, start_ray
 from memnas.runner.progress import Progress
-from memnas.runner.state import (HEARTBEAT_S, Pending, RunnableExperiment, SearchState,
-                                 check_against_store)
+from memnas.runner.contract import (HEARTBEAT_S, Pending, RunnableExperiment,
+                                    check_against_store)
+from memnas.runner.state import SearchState
 from memnas.store import Store
 
 

@@ -15,12 +15,11 @@ on `memnas.algorithms.AlgorithmHooks`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as _dt
 import os
 import socket
 import time
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping
 
 import pyglove as pg
 
@@ -31,70 +30,10 @@ from memnas.measurement import Context
 from memnas.records import Outcome, TrialStatus, values_of
 from memnas.runner._decode import Decoder
 from memnas.runner._records import dna_from_json, reward_of, summary_of, trial_seed
+from memnas.runner.contract import (STALE_AFTER_S, Pending, RunnableExperiment, alive,
+                                    check_against_store)
 from memnas.runner.progress import Progress
 from memnas.store import Store, utcnow
-
-HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
-STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
-
-
-class RunnableExperiment(Protocol):
-    """What the runner reads of a `memnas.Experiment` (passed in, never imported here)."""
-
-    name: str
-    space: Any
-    evaluator: Any
-    objectives: dict[str, str]
-    seed: int
-    budget: dict[str, Any]
-    resources: dict[str, float]
-    max_attempts: int
-    timeout_s: float | None
-    cache: bool
-    reevaluate: int
-    hash_options: dict[str, Any]
-    module_file: str | None
-
-    def make_algorithm(self) -> pg.geno.DNAGenerator: ...
-    def fingerprint(self) -> str: ...
-    def space_hash(self) -> str: ...
-    def describe(self) -> dict[str, Any]: ...
-    def user_modules(self) -> list[Any]: ...
-
-
-@dataclasses.dataclass(eq=False)
-class Pending:
-    """A trial on its way to an evaluator: its stored row, DNA and candidate."""
-
-    trial: dict[str, Any]
-    dna: pg.DNA
-    candidate: Any
-    launch: bool = True  # False: answered by the equivalence cache, nothing to run
-    artifact: dict[str, Any] | None = None  # the algorithm's input artifact, if any
-    marked_running: bool = False  # its row already says running for this attempt
-    started: float | None = None  # time.monotonic() when handed to an evaluator
-
-    @property
-    def id(self) -> int:
-        return self.trial["id"]
-
-
-def check_against_store(experiment: RunnableExperiment, store: Store) -> None:
-    """Refuses to continue a stored experiment of this name with another space or objectives.
-
-    Raises:
-      ConfigError: the stored experiment differs; the message says how.
-    """
-    row = store.experiment(experiment.name)
-    if row is None:
-        return
-    if row["space_hash"] != experiment.space_hash():
-        raise ConfigError(f"experiment {experiment.name!r} in {store.shown_url!r} was run with "
-                          "a different search space; use a new name to search the changed space")
-    if dict(row["objectives"]) != experiment.objectives:
-        raise ConfigError(f"experiment {experiment.name!r} in {store.shown_url!r} has objectives "
-                          f"{row['objectives']!r}, not {experiment.objectives!r}; use a new name")
-
 
 class SearchState:
     """Owns the algorithm and the experiment's rows; the only writer of its trials.
@@ -181,7 +120,7 @@ class SearchState:
         if row["status"] != "running" or not row["driver"] or row["driver"] == self.driver:
             return
         host, _, pid = row["driver"].rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
             return  # its driver died on this machine
         age = (utcnow() - (row["heartbeat_at"] or _dt.datetime.min)).total_seconds()
         if age < STALE_AFTER_S:
@@ -444,12 +383,3 @@ class SearchState:
             best = "" if self.best is None else f"{name}={self.best:.4g}"
             self.progress.update(self.finished, self.failed, best)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

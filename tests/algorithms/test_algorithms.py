@@ -3,7 +3,7 @@
 import pyglove as pg
 import pytest
 
-from memnas.algorithms import ALGORITHMS, make_algorithm
+from memnas.algorithms import ALGORITHMS, AlgorithmHooks, make_algorithm
 from memnas.errors import ConfigError
 
 # Floats, a conditional subspace (inside b's second branch and inside m's last
@@ -34,16 +34,13 @@ ARTIFACT_ALGORITHMS = {"imp", "sharp_darts"}
 
 
 def _uses_artifacts(name):
-    algo = make_algorithm(name, seed=0)
-    return hasattr(algo, "artifact_for") or hasattr(algo, "feedback_artifact")
+    return isinstance(make_algorithm(name, seed=0), AlgorithmHooks)
 
 
 GENERIC = [name for name in sorted(ALGORITHMS) if not _uses_artifacts(name)]
 
 
 def _algo(name, seed=1):
-    if name == "cmaes":
-        pytest.importorskip("cmaes")
     algo = make_algorithm(name, seed=seed, **OPTIONS.get(name, {}))
     algo.setup(pg.dna_spec(SPACE))
     return algo

@@ -180,7 +180,6 @@ def test_three_objectives_by_option():
 
 
 def test_cmaes_and_gp_search_floats():
-    pytest.importorskip("cmaes")
     space = pg.Dict(x=pg.floatv(-1.0, 1.0), y=pg.floatv(-1.0, 1.0), k=pg.oneof(["a", "b"]))
     for name, n in (("cmaes", 25), ("gp", 8)):
         algo = _sampler(name, space=space, n_startup_trials=3)

@@ -16,8 +16,10 @@ def test_overhead_quick_reports_all_three_systems():
                 "memnas_tps_with_start", "tune_tps_with_start"):
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert out["trials"] == 40 and out["workers"] == 2
-    assert math.isclose(out["memnas_vs_tune"], out["memnas_tps"] / out["tune_tps"])
-    assert out["memnas_tps_with_start"] < out["memnas_tps"]
+    # Each rate is over the trials its system actually recorded, read back after the run.
+    assert out["recorded"] == {"memnas_batch1": {"completed": 40}, "memnas": {"completed": 40},
+                               "tune": {"results": 40, "errors": 0},
+                               "optuna_sqlite": {"COMPLETE": 40}}
 
 
 def test_scaling_quick_reports_speedup_and_overhead_share():

@@ -104,13 +104,16 @@ def test_layers_choose_independently() -> None:
     space = memory_space(
         VOCAB, max_layers=3, min_layers=3, channel_mixer=("mlp", "glu"), norm=("pre", "post")
     )
-    seen = set()
+    per_layer = [set() for _ in range(3)]  # (channel mixer, norm) drawn at each depth
+    mixed = set()  # block choices that differ between the layers of one stack
     for c in pg.random_sample(space, 30, seed=0):
-        seen.add(tuple((type(b.mixer), b.channel_mixer, b.norm) for b in c.layers))
-        if any(len({getattr(b, f) for b in c.layers}) > 1 for f in ("channel_mixer", "norm")):
-            break
-    else:
-        pytest.fail("no sampled stack mixes channel mixers or norms across layers")
+        for seen, b in zip(per_layer, c.layers):
+            seen.add((b.channel_mixer, b.norm))
+        mixed |= {f for f in ("channel_mixer", "norm")
+                  if len({getattr(b, f) for b in c.layers}) > 1}
+    every = {(m, n) for m in ("mlp", "glu") for n in ("pre", "post")}
+    assert per_layer == [every] * 3, "each layer draws every (channel mixer, norm) pair"
+    assert mixed == {"channel_mixer", "norm"}, "stacks mix channel mixers and norms across layers"
 
 
 def test_random_candidates_of_the_whole_space_train() -> None:

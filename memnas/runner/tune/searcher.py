@@ -10,7 +10,8 @@ from ray.tune.search import Searcher
 
 from memnas.errors import ConfigError
 from memnas.records import Outcome, TrialStatus
-from memnas.runner.state import Pending, SearchState
+from memnas.runner.contract import Pending
+from memnas.runner.state import SearchState
 from memnas.runner.tune.trainable import (DONE, KEY, NODE, STOPPED_EARLY, TrialSpec,
                                           curve_points, outcome_of)
 

@@ -9,7 +9,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from memnas.runner.state import HEARTBEAT_S, SearchState
+from memnas.runner.contract import HEARTBEAT_S
+from memnas.runner.state import SearchState
 from memnas.runner.tune.searcher import MemnasSearcher
 
 

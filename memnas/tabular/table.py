@@ -18,7 +18,7 @@ from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
 
 TABLE_PATH = os.path.join(os.path.dirname(__file__), "data", "mqar_memory.json.gz")
-"""The shipped table (regenerate with ``python -m memnas.benchmarks.build_table``)."""
+"""The shipped table (regenerate with ``python -m memnas.tabular.build_table``)."""
 
 TABLE_SEEDS = (0, 1)
 """Training seeds every architecture of the table was evaluated with."""
@@ -172,7 +172,7 @@ def load_table(path: str | None = None) -> Table:
     path = os.path.abspath(path or TABLE_PATH)
     if not os.path.exists(path):
         raise ConfigError(f"no benchmark table at {path!r}; build one with "
-                          "`python -m memnas.benchmarks.build_table --out FILE`")
+                          "`python -m memnas.tabular.build_table --out FILE`")
     return _read(path, os.path.getmtime(path))
 
 

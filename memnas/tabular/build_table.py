@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import pyglove as pg
 
-from memnas.benchmarks.tabular import (TABLE_PATH, TABLE_SEEDS, TABLE_TASK, Table, all_dnas,
-                                       dna_key, save_table, space_hash, tabular_space)
 from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
+from memnas.tabular.table import (TABLE_PATH, TABLE_SEEDS, TABLE_TASK, Table, all_dnas,
+                                  dna_key, save_table, space_hash, tabular_space)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ def build_table(out: str, space: Any = None, trainer: Any = None,
         "torch_version": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "generation": {"wall_s": round(wall, 1), "workers": workers, "executor": executor,
-                       "cpus": os.cpu_count(), "command": "python -m memnas.benchmarks.build_table"},
+                       "cpus": os.cpu_count(), "command": "python -m memnas.tabular.build_table"},
     }
     table = Table(rows=rows, metadata=metadata)
     save_table(table, out)
@@ -141,7 +141,7 @@ def build_table(out: str, space: Any = None, trainer: Any = None,
 
 
 def _rows(url: str, name: str, space: Any, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
-    from memnas.runner._records import dna_from_json
+    from memnas.runner import dna_from_json
     from memnas.store import Store
 
     store = Store(url, read_only=True)
@@ -170,8 +170,8 @@ def _torch_version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m memnas.benchmarks.build_table [--out FILE] [--steps N] [--workers W]``."""
-    parser = argparse.ArgumentParser(prog="python -m memnas.benchmarks.build_table",
+    """``python -m memnas.tabular.build_table [--out FILE] [--steps N] [--workers W]``."""
+    parser = argparse.ArgumentParser(prog="python -m memnas.tabular.build_table",
                                      description=__doc__)
     parser.add_argument("--out", default=TABLE_PATH, help="table file (default: the shipped one)")
     parser.add_argument("--steps", type=int, default=400, help="training steps per seed")

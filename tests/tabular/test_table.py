@@ -9,8 +9,8 @@ import pyglove as pg
 import pytest
 
 import memnas
-from memnas.benchmarks import TabularEvaluator, dna_key, load_table, tabular_space, top_threshold
-from memnas.benchmarks.tabular import TABLE_SEEDS, all_dnas, space_hash
+from memnas.tabular import TabularEvaluator, dna_key, load_table, tabular_space, top_threshold
+from memnas.tabular.table import TABLE_SEEDS, all_dnas, space_hash
 from memnas.measurement import Context
 from memnas.searchspace.mixers import SoftmaxAttention
 from memnas.searchspace.model import Block, SequenceModel

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyglove as pg
 
-from memnas.benchmarks import TabularEvaluator, dna_key, load_table
-from memnas.benchmarks.build_table import build_table, main, table_trainer
-from memnas.benchmarks.tabular import all_dnas
+from memnas.tabular import TabularEvaluator, dna_key, load_table
+from memnas.tabular.build_table import build_table, main, table_trainer
+from memnas.tabular.table import all_dnas
 from memnas.measurement import Context
 from memnas.searchspace import memory_space
 from memnas.searchspace.mixers import LinearAttention, SoftmaxAttention
@@ -37,7 +37,7 @@ def test_build_table_on_a_tiny_space(tmp_path, sqlite_url):
 
 def test_build_table_command_writes_the_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "cmd.json.gz"
-    import memnas.benchmarks.build_table as module
+    import memnas.tabular.build_table as module
 
     monkeypatch.setattr(module, "tabular_space", _tiny_space)
     assert main(["--out", str(out), "--steps", "3", "--executor", "local"]) == 0

@@ -10,7 +10,7 @@ from memnas.bench import available
 from memnas.bench import mixers as bench
 
 
-
+@pytest.mark.usefixtures("one_thread")  # as the search-space tests: torch on one thread
 def test_quick_run_shape(capsys: pytest.CaptureFixture[str]) -> None:
     figures = bench.run(
         quick=True, mixers=["LinearAttention", "MixtureOfMemories", "SoftmaxAttention"], seq_len=48
