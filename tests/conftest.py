@@ -20,7 +20,7 @@ def _reset_postgres(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS artifacts, curve_points, trials, experiments, "
-                             "memnas_version CASCADE"))
+                             "memnas_version, memnas_alembic_version CASCADE"))
     engine.dispose()
 
 

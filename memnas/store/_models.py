@@ -9,9 +9,10 @@ from sqlalchemy import (JSON, Float, ForeignKey, Index, Integer, LargeBinary, St
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+from memnas.records import TRIAL_STATUSES
 
-TRIAL_STATUSES = ("pending", "running", "completed", "failed", "cached")
+__all__ = ["ArtifactRow", "Base", "CurvePointRow", "ExperimentRow", "TRIAL_STATUSES",
+           "TrialRow", "VersionInfo"]
 
 
 def _now() -> _dt.datetime:
@@ -23,7 +24,11 @@ class Base(DeclarativeBase):
 
 
 class VersionInfo(Base):
-    """Single row holding the schema version, checked whenever a store is opened."""
+    """Single row holding the schema version, checked whenever a store is opened.
+
+    Alembic's revision is in its own table (see `memnas.store._schema`); this row stays
+    the number every memnas reads, those from before Alembic included.
+    """
 
     __tablename__ = "memnas_version"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -56,6 +61,7 @@ class TrialRow(Base):
         Index("ix_trials_experiment_status", "experiment_id", "status"),
         Index("ix_trials_sym_hash", "sym_hash"),
         Index("ix_trials_fn_hash", "fn_hash"),
+        Index("ix_trials_finished_at", "finished_at"),  # schema version 2
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
@@ -97,8 +103,8 @@ class ArtifactRow(Base):
     """A trial's artifact: ``input`` (from the algorithm) or ``output`` (from the evaluator).
 
     The payload is stored by value as `.npz` bytes (arrays) with JSON for the rest, never
-    pickled. Added after schema version 1 was fixed: it is additive, so stores written
-    before it gain the table when opened for writing.
+    pickled. Added after schema version 1 was fixed: the baseline migration adds it to
+    the first stores, which lack it, when they are opened for writing.
     """
 
     __tablename__ = "artifacts"

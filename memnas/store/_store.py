@@ -14,17 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from memnas.errors import StoreError
-from memnas.store import _artifacts
-from memnas.store._models import (
-    SCHEMA_VERSION,
-    Base,
-    ArtifactRow,
-    CurvePointRow,
-    ExperimentRow,
-    TrialRow,
-    VersionInfo,
-    _now,
-)
+from memnas.store import artifacts as _artifacts
+from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
+from memnas.store._schema import open_schema
 
 DEFAULT_URL = "sqlite:///memnas.db"
 _WRITE_RETRIES = 20
@@ -117,7 +109,9 @@ class Store:
     """A memnas store at a SQLAlchemy URL (SQLite file by default, PostgreSQL for clusters).
 
     Opening a store creates its tables if the database is empty and checks the schema
-    version otherwise. All reads return plain dicts, so callers never hold ORM objects.
+    version otherwise: an older store is upgraded by its migrations (read as it is when
+    opened read-only), a newer one is refused (see `memnas.store._schema`). All reads
+    return plain dicts, so callers never hold ORM objects.
 
     Thread-safety: one Store may be shared by threads of one process; each call opens
     its own session. Only the driver of an experiment writes its trial rows.
@@ -125,11 +119,12 @@ class Store:
     Args:
       url: SQLAlchemy URL, e.g. ``sqlite:///memnas.db`` or
         ``postgresql+psycopg://user:pw@host/db``. A bare file path means SQLite.
-      read_only: open without creating tables (the dashboard).
+      read_only: open without writing anything: no tables created, no upgrade (the
+        dashboard, ``memnas show``).
 
     Raises:
       StoreError: the URL is malformed, the database is unreachable, or its schema
-        version differs from this memnas's.
+        is newer than this memnas's (or older than any it can upgrade).
     """
 
     def __init__(self, url: str = DEFAULT_URL, read_only: bool = False):
@@ -164,41 +159,12 @@ class Store:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._locks_rows = parsed.get_backend_name() != "sqlite"  # SELECT ... FOR UPDATE
         try:
-            self._check_schema(read_only)
+            # The first stores lack the artifacts table; read-only, they are read as they are.
+            self._has_artifacts = "artifacts" in open_schema(self.engine, url, read_only)
         except StoreError:
             raise
         except Exception as e:
             raise StoreError(f"cannot open store {url!r}: {_one_line(e)}") from None
-
-    # ---- schema ---------------------------------------------------------------
-    def _check_schema(self, read_only: bool) -> None:
-        from memnas import __version__
-
-        with self.engine.connect() as conn:
-            tables = set(sa.inspect(conn).get_table_names())
-        if "memnas_version" not in tables:
-            if tables & {"experiments", "trials"}:
-                raise StoreError(f"store {self.shown_url!r} has memnas tables but no schema version; "
-                                 "it was not written by this memnas")
-            if read_only:
-                raise StoreError(f"store {self.shown_url!r} is not a memnas store (no memnas tables)")
-            Base.metadata.create_all(self.engine)
-            self._has_artifacts = True
-            with self._session.begin() as s:
-                if s.get(VersionInfo, 1) is None:
-                    s.add(VersionInfo(id=1, schema_version=SCHEMA_VERSION,
-                                      memnas_version=__version__))
-            return
-        with self._session() as s:
-            info = s.get(VersionInfo, 1)
-        if info is None or info.schema_version != SCHEMA_VERSION:
-            found = None if info is None else info.schema_version
-            raise StoreError(f"store {self.shown_url!r} has schema version {found}, this memnas "
-                             f"({__version__}) reads version {SCHEMA_VERSION}; use a matching "
-                             "memnas or a new store URL")
-        if not read_only and "artifacts" not in tables:  # additive table, see ArtifactRow
-            Base.metadata.create_all(self.engine, tables=[ArtifactRow.__table__])
-        self._has_artifacts = read_only is False or "artifacts" in tables
 
     def session(self) -> Session:
         """A new ORM session (for advanced queries)."""

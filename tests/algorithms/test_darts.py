@@ -17,7 +17,7 @@ from memnas.algorithms._supernet_train import SupernetSettings, cosine_power_ann
     train_supernet
 from memnas.evaluators import MQAR, TrainEvaluator
 from memnas.searchspace import LinearAttention, SoftmaxAttention, memory_space
-from memnas.runner._records import dna_from_json
+from memnas.runner import dna_from_json
 from memnas.store import Store
 
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import pytest
 
 import memnas
 import toyspace
-from memnas.runner._records import dna_from_json
+from memnas.runner import dna_from_json
 from memnas.store import Store
 
 

@@ -62,8 +62,11 @@ def test_store_saves_replaces_lists_and_loads(store_url):
 def test_store_written_before_artifacts_gains_the_table(sqlite_url):
     store = Store(sqlite_url)
     tid = _trial(store)
-    with store.engine.begin() as conn:
+    with store.engine.begin() as conn:  # as the first stores were: schema version 1, no revision
         conn.execute(sa.text("DROP TABLE artifacts"))
+        conn.execute(sa.text("DROP INDEX ix_trials_finished_at"))
+        conn.execute(sa.text("DROP TABLE memnas_alembic_version"))
+        conn.execute(sa.text("UPDATE memnas_version SET schema_version = 1"))
     store.close()
     ro = Store(sqlite_url, read_only=True)        # a reader never creates tables
     assert ro.artifacts(tid) == [] and ro.load_artifact(tid) is None
