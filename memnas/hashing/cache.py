@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from memnas.hashing._functional import functional_hash
 from memnas.records import Outcome, TrialStatus, error_summary
@@ -58,15 +58,37 @@ class EquivalenceCache:
     def lookup(self, candidate: Any, sym_hash: str) -> tuple[str, Any, str | None]:
         """Returns ``(kind, what, fn_hash)``: ("hit", stored sources), ("attach", running
         twin) or ("miss", None)."""
-        found = self._match(sym_hash, None)
-        if found[0] != "miss":
-            return (*found, None)
-        fn_hash = self.functional_hash(candidate)
-        return (*self._match(sym_hash, fn_hash), fn_hash) if fn_hash else ("miss", None, None)
+        return self.lookup_many([(candidate, sym_hash)])[0]
 
-    def _match(self, sym_hash: str, fn_hash: str | None) -> tuple[str, Any]:
+    def lookup_many(self, items: Sequence[tuple[Any, str]]) -> list[tuple[str, Any, str | None]]:
+        """`lookup` for several ``(candidate, sym_hash)`` proposed together, in order.
+
+        Their stored evaluations are read in one query. A candidate equal to an earlier
+        miss of the same lot is attached to it: its ``what`` is that item's index.
+        """
+        stored = self.store.evaluations_many(self.fingerprint, [sym for _, sym in items])
+        lot: dict[str, int] = {}                 # hash -> index of a miss of this lot
+        out: list[tuple[str, Any, str | None]] = []
+        for i, (candidate, sym) in enumerate(items):
+            kind, what = self._match(sym, None, stored.get(sym, []), lot)
+            fn = None
+            if kind == "miss":
+                fn = self.functional_hash(candidate)
+                if fn:
+                    kind, what = self._match(
+                        sym, fn, self.store.evaluations(self.fingerprint, sym, fn), lot)
+            if kind == "miss":
+                lot.setdefault(sym, i)
+                if fn:
+                    lot.setdefault(fn, i)
+            out.append((kind, what, fn))
+        return out
+
+    def _match(self, sym_hash: str, fn_hash: str | None, done: list[dict[str, Any]],
+               lot: dict[str, int]) -> tuple[str, Any]:
         twin = self._running.get(sym_hash) or (self._running.get(fn_hash) if fn_hash else None)
-        done = self.store.evaluations(self.fingerprint, sym_hash, fn_hash)
+        if twin is None:
+            twin = lot.get(sym_hash, lot.get(fn_hash) if fn_hash else None)
         if len(done) >= self.reevaluate:
             return "hit", done[: self.reevaluate]
         if twin is not None and len(done) + 1 >= self.reevaluate:

@@ -1,18 +1,23 @@
-"""What the runner reads of an experiment and passes around: the experiment's protocol, `Pending`."""
+"""What the runner reads and passes around: the experiment's protocol, drafts, pending trials."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import os
+import socket
 from typing import Any, Protocol
 
 import pyglove as pg
 
 from memnas.errors import ConfigError
-from memnas.store import Store
+from memnas.hashing import canonical_json
+from memnas.records import TrialStatus
+from memnas.runner._records import summary_of
+from memnas.store import Store, utcnow
 
-__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Pending", "RunnableExperiment", "alive",
-           "check_against_store"]
+__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Draft", "Pending", "RunnableExperiment", "alive",
+           "check_against_store", "new_trial_row", "refuse_live_driver"]
 
 HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
 STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
@@ -74,6 +79,49 @@ def check_against_store(experiment: RunnableExperiment, store: Store) -> None:
     if dict(row["objectives"]) != experiment.objectives:
         raise ConfigError(f"experiment {experiment.name!r} in {store.shown_url!r} has objectives "
                           f"{row['objectives']!r}, not {experiment.objectives!r}; use a new name")
+
+
+@dataclasses.dataclass
+class Draft:
+    """A proposal decoded and hashed, not stored yet."""
+
+    dna: pg.DNA
+    candidate: Any
+    sym: str
+    payload: dict[str, Any] | None  # the algorithm's input artifact, if any
+
+
+def new_trial_row(draft: Draft, decisions: dict[str, Any], kind: str, fn_hash: str | None,
+                  now: _dt.datetime) -> dict[str, Any]:
+    """The stored columns of a new trial: ``running`` when it will run (``kind`` "miss"),
+    ``pending`` when the equivalence cache answers it ("hit", "attach")."""
+    row = dict(status=TrialStatus.PENDING.value, dna=pg.to_json(draft.dna), decisions=decisions,
+               candidate=canonical_json(draft.candidate, normalise=False),
+               summary=summary_of(draft.candidate), sym_hash=draft.sym, fn_hash=fn_hash,
+               attempt=1)
+    if kind == "attach":
+        row.update(cache_kind="attached")
+    elif kind == "miss":  # stored as running at once, one write less
+        row.update(status=TrialStatus.RUNNING.value, started_at=now, heartbeat_at=now)
+    return row
+
+
+def refuse_live_driver(store: Store, name: str, driver: str) -> None:
+    """Refuses to start while another driver runs experiment ``name`` (heartbeat fresh).
+
+    Raises:
+      ConfigError: that driver is alive; the message names it.
+    """
+    row = store.experiment(name)
+    if row["status"] != "running" or not row["driver"] or row["driver"] == driver:
+        return
+    host, _, pid = row["driver"].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+        return  # its driver died on this machine
+    age = (utcnow() - (row["heartbeat_at"] or _dt.datetime.min)).total_seconds()
+    if age < STALE_AFTER_S:
+        raise ConfigError(f"experiment {name!r} is being run by driver "
+                          f"{row['driver']} (heartbeat {age:.0f} s ago); stop it first")
 
 
 def alive(pid: int) -> bool:

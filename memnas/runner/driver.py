@@ -83,10 +83,7 @@ def drive(state: SearchState, executor: Executor, workers: int,
     try:
         while True:
             while len(tasks) < workers:
-                group: list[Pending] = []
-                k = sizer.size(state.trials_left, workers - len(tasks))
-                while len(group) < k and (pending := state.next_trial()) is not None:
-                    group.append(pending)
+                group = state.next_trials(sizer.size(state.trials_left, workers - len(tasks)))
                 if not group:
                     break
                 handle = executor.submit(run_trials, evaluator,
@@ -173,7 +170,8 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
             executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
                                              modules=experiment.user_modules())
         if progress:
-            bar = state.progress = progress if isinstance(progress, Progress) else Progress(max_trials)
+            bar = state.tally.progress = progress if isinstance(progress, Progress) \
+                else Progress(max_trials)
         with state.session(max_trials):
             if executor == "tune":
                 from memnas.runner.tune import run_with_tune

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Mapping, TextIO
 
 
 class Progress:
@@ -56,3 +56,36 @@ class Progress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class Tally:
+    """Finished and failed trials and the best value of the first objective so far,
+    shown on a `Progress` line when there is one.
+
+    Args:
+      objectives: the experiment's ``{name: "max" | "min"}``.
+      progress: the line to update, or None.
+    """
+
+    def __init__(self, objectives: Mapping[str, str], progress: Progress | None = None) -> None:
+        self.name, self.direction = next(iter(objectives.items()))
+        self.progress = progress
+        self.finished = self.failed = 0
+        self.best: float | None = None
+
+    def count(self, status: str, values: Mapping[str, float]) -> None:
+        """Counts a finished trial of ``status`` with these metric and cost values."""
+        self.finished += 1
+        if status == "failed":
+            self.failed += 1
+            return
+        v = values.get(self.name)
+        if v is not None and (self.best is None or (v > self.best if self.direction == "max"
+                                                    else v < self.best)):
+            self.best = v
+
+    def show(self) -> None:
+        """Redraws the progress line, if any."""
+        if self.progress is not None:
+            best = "" if self.best is None else f"{self.name}={self.best:.4g}"
+            self.progress.update(self.finished, self.failed, best)

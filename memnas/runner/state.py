@@ -15,7 +15,6 @@ on `memnas.algorithms.AlgorithmHooks`.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
 import socket
 import time
@@ -25,14 +24,14 @@ import pyglove as pg
 
 from memnas.algorithms.base import hooks_of
 from memnas.errors import ConfigError
-from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
+from memnas.hashing import EquivalenceCache, symbolic_hash
 from memnas.measurement import Context
 from memnas.records import Outcome, TrialStatus, values_of
 from memnas.runner._decode import Decoder
-from memnas.runner._records import dna_from_json, reward_of, summary_of, trial_seed
-from memnas.runner.contract import (STALE_AFTER_S, Pending, RunnableExperiment, alive,
-                                    check_against_store)
-from memnas.runner.progress import Progress
+from memnas.runner._records import dna_from_json, reward_of, trial_seed
+from memnas.runner.contract import (Draft, Pending, RunnableExperiment, check_against_store,
+                                    new_trial_row, refuse_live_driver)
+from memnas.runner.progress import Progress, Tally
 from memnas.store import Store, utcnow
 
 class SearchState:
@@ -50,7 +49,6 @@ class SearchState:
                  progress: Progress | None = None, max_trials: int = 0) -> None:
         self.exp = experiment
         self.store = store
-        self.progress = progress
         self.max_trials = max_trials
         self.spec = pg.dna_spec(experiment.space)
         self.decoder = Decoder(experiment.space)
@@ -65,8 +63,7 @@ class SearchState:
         self.cache = EquivalenceCache(store, experiment.fingerprint(), experiment.reevaluate,
                                       experiment.hash_options) if experiment.cache else None
         self.driver = f"{socket.gethostname()}:{os.getpid()}"
-        self.finished = self.failed = 0
-        self.best: float | None = None
+        self.tally = Tally(experiment.objectives, progress)
         self.in_flight: dict[int, Pending] = {}   # launched, not finished: trial id -> Pending
         self._queue: list[dict[str, Any]] = []    # stored trials to run again
         self._exhausted = False
@@ -95,17 +92,17 @@ class SearchState:
         Raises:
           ConfigError: another driver is running this experiment right now.
         """
-        self._refuse_live_driver()
+        refuse_live_driver(self.store, self.exp.name, self.driver)
         history = []
         for t in self.store.trials(self.exp_id):
             dna = dna_from_json(t["dna"], self.spec)
             if t["status"] in (TrialStatus.COMPLETED, TrialStatus.CACHED):
                 self.hooks.feedback_artifact(dna, self._output_artifact(t))
                 history.append((dna, self._reward(values_of(t))))
-                self._count(t["status"], values_of(t))
+                self.tally.count(t["status"], values_of(t))
             elif t["status"] == TrialStatus.FAILED:
                 history.append((dna, None))
-                self._count(t["status"], {})
+                self.tally.count(t["status"], {})
             else:  # pending or running when the last driver stopped
                 history.append((dna, None))
                 self._queue.append(t)
@@ -113,19 +110,7 @@ class SearchState:
             self.algorithm.recover(history)
         self.store.update_experiment(self.exp_id, status="running", driver=self.driver,
                                      heartbeat_at=utcnow())
-        self.show()
-
-    def _refuse_live_driver(self) -> None:
-        row = self.store.experiment(self.exp.name)
-        if row["status"] != "running" or not row["driver"] or row["driver"] == self.driver:
-            return
-        host, _, pid = row["driver"].rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
-            return  # its driver died on this machine
-        age = (utcnow() - (row["heartbeat_at"] or _dt.datetime.min)).total_seconds()
-        if age < STALE_AFTER_S:
-            raise ConfigError(f"experiment {self.exp.name!r} is being run by driver "
-                              f"{row['driver']} (heartbeat {age:.0f} s ago); stop it first")
+        self.tally.show()
 
     def remember_run(self, **settings: Any) -> None:
         """Stores this run's settings (max_trials, workers, ...) for `memnas resume`."""
@@ -151,6 +136,11 @@ class SearchState:
 
     # -- which trial next ---------------------------------------------------------------
     @property
+    def finished(self) -> int:
+        """Trials of the experiment that are finished (completed, failed or cached)."""
+        return self.tally.finished
+
+    @property
     def trials_left(self) -> int:
         """Trials still to launch: wanted less finished, in flight and waiting for a twin."""
         return self.max_trials - self.finished - len(self.in_flight) - self.num_waiting
@@ -163,66 +153,99 @@ class SearchState:
         way. None when ``max_trials`` are finished, in flight or waiting, or when the
         algorithm is exhausted (or waits for a trial in flight: ask again later).
         """
-        while self.trials_left > 0:
+        found = self.next_trials(1)
+        return found[0] if found else None
+
+    def next_trials(self, k: int) -> list[Pending]:
+        """Up to ``k`` trials to launch, as `next_trial` picks them, now counted in flight.
+
+        New proposals are drafted together: the equivalence cache looks them up in one
+        query and they are stored in one transaction (a driver running batches of
+        millisecond trials spends most of its time on these round trips otherwise).
+        """
+        out: list[Pending] = []
+        while len(out) < k and self.trials_left > 0:
             if self._queue:
                 pending = self._requeue(self._queue.pop(0))
-                if pending is None:             # out of attempts: stored as failed
-                    continue
-            elif self._exhausted:
-                return None
-            else:
-                pending = self._propose()
-                if pending is None:
-                    self._exhausted = not (self.in_flight and self.hooks.waiting)
-                    return None
-                if not pending.launch:          # the equivalence cache answered it
-                    continue
-            self.in_flight[pending.id] = pending
-            return pending
-        return None
+                if pending is not None:         # else out of attempts: stored as failed
+                    self.in_flight[pending.id] = pending
+                    out.append(pending)
+                continue
+            if self._exhausted:
+                break
+            drafts, stopped = self._draft(min(k - len(out), self.trials_left))
+            if drafts:
+                out.extend(self._store_drafts(drafts))
+            if stopped:  # exhausted, unless it waits for a trial in flight (ask again later)
+                self._exhausted = not (self.in_flight and self.hooks.waiting)
+                break
+        return out
 
-    def _propose(self) -> Pending | None:
-        """A new trial from the algorithm, stored; None when the algorithm has none.
+    def _draft(self, n: int) -> tuple[list[Draft], bool]:
+        """Up to ``n`` proposals, decoded and hashed, not yet stored, and whether the
+        algorithm raised StopIteration. An algorithm with an input artifact for a
+        proposal gets it stored before it proposes again."""
+        drafts: list[Draft] = []
+        while len(drafts) < n:
+            try:
+                dna = self.algorithm.propose()
+            except StopIteration:
+                return drafts, True
+            candidate = self.decoder(dna)
+            drafts.append(Draft(dna, candidate, symbolic_hash(candidate),
+                                self.hooks.artifact_for(dna)))
+            if drafts[-1].payload is not None:
+                break
+        return drafts, False
 
-        When the equivalence cache knows its result it is finished at once (``launch``
-        False) or attached to its running twin.
+    def _store_drafts(self, drafts: list[Draft]) -> list[Pending]:
+        """Stores drafts in one transaction; returns those to launch (in flight now).
+
+        A draft the equivalence cache knows is finished at once (a hit) or attached to
+        its running twin, which may be an earlier draft of the same lot; one with an
+        input artifact bypasses the cache.
         """
-        try:
-            dna = self.algorithm.propose()
-        except StopIteration:
-            return None
-        candidate = self.decoder(dna)
-        sym = symbolic_hash(candidate)
-        payload = self.hooks.artifact_for(dna)
-        kind, found, fn = self.cache.lookup(candidate, sym) \
-            if self.cache and payload is None else ("miss", None, None)
-        fields = dict(status=TrialStatus.PENDING.value, dna=pg.to_json(dna),
-                      decisions=self.decoder.decisions(dna),
-                      candidate=canonical_json(candidate, normalise=False),
-                      summary=summary_of(candidate), sym_hash=sym, fn_hash=fn, attempt=1)
-        if kind == "attach":
-            fields.update(cached_from=found.id, cache_kind="attached")
-        elif kind == "miss":  # it will run: stored as running at once, one write less
-            now = utcnow()
-            fields.update(status=TrialStatus.RUNNING.value, started_at=now, heartbeat_at=now)
+        plain = [d for d in drafts if d.payload is None]
+        found = iter(self.cache.lookup_many([(d.candidate, d.sym) for d in plain])
+                     if self.cache else [])
+        rows, kinds = [], []
+        now = utcnow()
+        for d in drafts:
+            kind, twin, fn = next(found) if self.cache and d.payload is None \
+                else ("miss", None, None)
+            rows.append(new_trial_row(d, self.decoder.decisions(d.dna), kind, fn, now))
+            kinds.append((kind, twin))
         base = self.exp.seed
-        trial_id, number = self.store.add_trial(
-            self.exp_id, derive=lambda n: {"seed": trial_seed(base, n)}, input_artifact=payload,
-            **fields)
-        pending = Pending({**fields, "id": trial_id, "number": number,
-                           "seed": trial_seed(base, number)}, dna, candidate, artifact=payload,
-                          marked_running=kind == "miss")
-        if payload is not None:
-            return pending
-        if kind == "hit":
-            pending.launch = False
-            self.finish(pending, EquivalenceCache.hit_outcome(found))
-        elif kind == "attach":
-            pending.launch = False
-            self.cache.attach(found, pending)
-        elif self.cache:
-            self.cache.launched(pending)
-        return pending
+
+        def derive(i: int, number: int, ids: list[int]) -> dict[str, Any]:
+            kind, twin = kinds[i]
+            extra = {"seed": trial_seed(base, number)}
+            if kind == "attach":  # a twin in flight, or an earlier draft of this lot
+                extra["cached_from"] = ids[twin] if isinstance(twin, int) else twin.id
+            return extra
+
+        stored = self.store.add_trials(self.exp_id, rows, derive=derive,
+                                       input_artifact=drafts[-1].payload)
+        pendings = []
+        for d, fields, (trial_id, number, extra) in zip(drafts, rows, stored):
+            pendings.append(Pending({**fields, **extra, "id": trial_id, "number": number},
+                                    d.dna, d.candidate, artifact=d.payload,
+                                    marked_running=fields["status"] == TrialStatus.RUNNING))
+        launch, hits = [], []
+        for p, (kind, twin) in zip(pendings, kinds):
+            if kind == "hit":
+                p.launch = False
+                hits.append((p, EquivalenceCache.hit_outcome(twin)))
+            elif kind == "attach":
+                p.launch = False
+                self.cache.attach(pendings[twin] if isinstance(twin, int) else twin, p)
+            else:
+                if self.cache and p.artifact is None:
+                    self.cache.launched(p)
+                self.in_flight[p.id] = p
+                launch.append(p)
+        self.finish_many(hits)
+        return launch
 
     def _requeue(self, trial: dict[str, Any]) -> Pending | None:
         """A stored trial made ready to run again, or None if it used up its attempts."""
@@ -326,12 +349,12 @@ class SearchState:
         self.store.update_trials(updates, output_artifacts=artifacts)
         for pending, outcome in done:
             self._fed_back(pending, outcome)
-        self.show()
+        self.tally.show()
         return [outcome.status for _, outcome in done]
 
     def _fed_back(self, pending: Pending | None, outcome: Outcome) -> None:
         """Counts a stored outcome, feeds it to the algorithm, settles its waiting twins."""
-        self._count(outcome.status, outcome.values)
+        self.tally.count(outcome.status, outcome.values)
         waiters = self.cache.settled(pending) if (self.cache and pending) else []
         if outcome.status in (TrialStatus.COMPLETED, TrialStatus.CACHED):
             values = outcome.values
@@ -363,23 +386,3 @@ class SearchState:
     def heartbeat(self) -> None:
         """Marks this driver and its trials in flight alive."""
         self.store.heartbeat(self.exp_id, list(self.in_flight), self.driver)
-
-    # -- progress ----------------------------------------------------------------------
-    def _count(self, status: str, values: Mapping[str, float]) -> None:
-        self.finished += 1
-        if status == TrialStatus.FAILED:
-            self.failed += 1
-            return
-        name, direction = next(iter(self.exp.objectives.items()))
-        v = values.get(name)
-        if v is not None and (self.best is None or (v > self.best if direction == "max"
-                                                    else v < self.best)):
-            self.best = v
-
-    def show(self) -> None:
-        """Redraws the progress line, if any."""
-        if self.progress is not None:
-            name = next(iter(self.exp.objectives))
-            best = "" if self.best is None else f"{name}={self.best:.4g}"
-            self.progress.update(self.finished, self.failed, best)
-

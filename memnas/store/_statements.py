@@ -37,6 +37,8 @@ class _Statements:
                        t.c.status == "completed", ~with_input)
                 .order_by(t.c.id))
         self.evaluations_sym = base.where(t.c.sym_hash == sa.bindparam("sym_hash"))
+        self.evaluations_syms = base.where(
+            t.c.sym_hash.in_(sa.bindparam("sym_hashes", expanding=True)))
         self.evaluations_sym_fn = base.where(sa.or_(t.c.sym_hash == sa.bindparam("sym_hash"),
                                                     t.c.fn_hash == sa.bindparam("fn_hash")))
 

@@ -162,11 +162,6 @@ class Store:
                   **fields: Any) -> tuple[int, int]:
         """Inserts a trial row numbered one past the highest; returns (id, number).
 
-        Safe under concurrent writers: on PostgreSQL the experiment row is locked while
-        the number is chosen; on any backend a clash on the (experiment, number) key or
-        a busy database is retried with jittered back-off, as Optuna does. One
-        transaction, no ORM objects: this is on the driver's path for every trial.
-
         Args:
           exp_id: the experiment's id.
           derive: optional ``number -> fields`` for fields that depend on the number
@@ -174,6 +169,32 @@ class Store:
           input_artifact: optional input artifact (see `save_artifact`), stored in the
             same transaction, so no trial is ever stored without it.
           **fields: the row's other columns.
+        """
+        more = (lambda i, number, ids: derive(number)) if derive else None
+        trial_id, number, _ = self.add_trials(exp_id, [fields], more, input_artifact)[0]
+        return trial_id, number
+
+    def add_trials(self, exp_id: int, rows: Sequence[dict[str, Any]],
+                   derive: Callable[[int, int, list[int]], dict[str, Any]] | None = None,
+                   input_artifact: dict[str, Any] | None = None,
+                   ) -> list[tuple[int, int, dict[str, Any]]]:
+        """Inserts trial rows numbered on from the highest, in one transaction.
+
+        Safe under concurrent writers: on PostgreSQL the experiment row is locked while
+        numbers are chosen; on any backend a clash on the (experiment, number) key or
+        a busy database is retried with jittered back-off, as Optuna does. No ORM
+        objects: this is on the driver's path for every trial.
+
+        Args:
+          exp_id: the experiment's id.
+          rows: the rows' columns, in the order they are numbered.
+          derive: optional ``(index, number, ids of the rows before) -> fields`` for
+            fields that depend on the numbers and ids chosen (a seed; a link to an
+            earlier row of the lot), written in the same insert.
+          input_artifact: optional input artifact of the last row (see `save_artifact`).
+
+        Returns:
+          ``(id, number, derived fields)`` of each row, in order.
         """
         sql = _sql()
         artifact = None if input_artifact is None else _artifact_row("input", input_artifact)
@@ -184,12 +205,18 @@ class Store:
                         conn.execute(sql.lock_experiment, {"exp_id": exp_id})
                     n = conn.execute(sql.max_number, {"exp_id": exp_id}).scalar()
                     number = 0 if n is None else n + 1
-                    values = {**fields, **(derive(number) if derive else {}),
-                              "experiment_id": exp_id, "number": number}
-                    trial_id = conn.execute(sql.insert_trial, values).inserted_primary_key[0]
+                    ids: list[int] = []
+                    out = []
+                    for i, fields in enumerate(rows):
+                        extra = derive(i, number + i, ids) if derive else {}
+                        values = {**fields, **extra, "experiment_id": exp_id,
+                                  "number": number + i}
+                        ids.append(conn.execute(sql.insert_trial,
+                                                values).inserted_primary_key[0])
+                        out.append((ids[-1], number + i, extra))
                     if artifact is not None:
-                        _put_artifact(conn, trial_id, artifact)
-                    return trial_id, number
+                        _put_artifact(conn, ids[-1], artifact)
+                    return out
             except (sa.exc.IntegrityError, sa.exc.OperationalError) as e:
                 if attempt == _WRITE_RETRIES - 1 or not _retryable(e):
                     raise
@@ -255,6 +282,20 @@ class Store:
         params = {"fingerprint": fingerprint, "sym_hash": sym_hash, "fn_hash": fn_hash}
         with self.engine.connect() as conn:  # Core, a statement built once: no session
             return [dict(r) for r in conn.execute(q, params).mappings()]
+
+    def evaluations_many(self, fingerprint: str,
+                         sym_hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """`evaluations` by symbolic hash for several hashes in one query:
+        ``{sym_hash: [trial rows, oldest first]}`` for the hashes that have any."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        wanted = sorted(set(sym_hashes))
+        if not wanted:
+            return found
+        params = {"fingerprint": fingerprint, "sym_hashes": wanted}
+        with self.engine.connect() as conn:
+            for r in conn.execute(_sql().evaluations_syms, params).mappings():
+                found.setdefault(r["sym_hash"], []).append(dict(r))
+        return found
 
     def cache_counters(self, exp_id: int) -> dict[str, float]:
         """Equivalence-cache counters: misses (real evaluations), hits, attached, seconds saved."""
