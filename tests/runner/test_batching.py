@@ -99,3 +99,64 @@ def test_worker_killed_under_a_batch_reruns_its_trials(tmp_path, monkeypatch, sq
     assert list(df["number"]) == list(range(9)) and set(df["status"]) == {"completed"}
     assert int(df.loc[df["number"] == 2, "attempt"].iloc[0]) == 2   # killed once, run again
     assert (tmp_path / "killed-2").exists()
+
+
+EVALUATED = []
+
+
+def _evaluate_small(candidate, ctx):
+    EVALUATED.append((candidate["y"], candidate["kind"]))
+    return {"accuracy": float(candidate["y"]), "params": 1.0}
+
+
+def test_twins_proposed_in_one_batch_are_evaluated_once(sqlite_url):
+    """Eight candidates, 24 trials in batches of 8: repeats inside a batch attach to their
+    first (stored in the same transaction) and later ones hit the store; none runs twice."""
+    import pyglove as pg
+
+    EVALUATED.clear()
+    exp = memnas.Experiment(name="twins", space=pg.Dict(y=pg.oneof([1, 2, 3, 4]),
+                                                        kind=pg.oneof(["a", "b"])),
+                            evaluator=_evaluate_small, algorithm="random",
+                            objectives={"accuracy": "max"}, store=sqlite_url)
+    state = SearchState(exp, Store(sqlite_url))
+    ex = CountingExecutor()
+    with state.session(max_trials=24):
+        drive(state, ex, workers=1, batch=8)
+    df = memnas.load("twins", sqlite_url).trials()
+    assert len(df) == 24 and set(df["status"]) <= {"completed", "cached"}
+    assert len(EVALUATED) == len(set(EVALUATED)) == (df["status"] == "completed").sum()
+    attached = df[df["cache_kind"] == "attached"]
+    assert len(attached) > 0                      # some twins met inside one batch
+    by_id = df.set_index("id")
+    for _, row in attached.iterrows():            # linked to an evaluated trial of the same hash
+        source = by_id.loc[row["cached_from"]]
+        assert source["status"] == "completed" and source["sym_hash"] == row["sym_hash"]
+        assert source["accuracy"] == row["accuracy"]
+
+
+def _evaluate_fails_on_b(candidate, ctx):
+    if candidate["kind"] == "b":
+        raise ValueError(f"kind b cannot be evaluated (y={candidate['y']})")
+    return {"accuracy": float(candidate["y"])}
+
+
+def test_a_twin_of_a_failed_trial_fails_with_its_reason_in_one_line(sqlite_url):
+    import pyglove as pg
+
+    exp = memnas.Experiment(name="twinfail", space=pg.Dict(y=pg.oneof([1, 2]),
+                                                           kind=pg.oneof(["a", "b"])),
+                            evaluator=_evaluate_fails_on_b, algorithm="random",
+                            objectives={"accuracy": "max"}, store=sqlite_url)
+    state = SearchState(exp, Store(sqlite_url))
+    with state.session(max_trials=12):
+        drive(state, LocalExecutor(), workers=1, batch=12)
+    df = memnas.load("twinfail", sqlite_url).trials()
+    twins = df[(df["cache_kind"] == "attached") & (df["status"] == "failed")]
+    assert len(twins) > 0
+    for _, row in twins.iterrows():
+        source = df.set_index("id").loc[row["cached_from"]]
+        reason = source["error"].strip().splitlines()[-1]   # the traceback's exception line
+        assert reason.startswith("ValueError: kind b cannot be evaluated (y=")
+        assert row["error"] == f"its twin trial #{source['number']} failed: {reason}"
+        assert "\n" not in row["error"] and "[" not in row["error"]
