@@ -29,6 +29,19 @@ class TrialStatus(str, enum.Enum):
     __format__ = str.__format__
 
 
+class ExperimentStatus(str, enum.Enum):
+    """An experiment's status: ``created``, ``running`` (a driver holds it),
+    ``completed`` (its last run ended with nothing in flight) or ``interrupted``."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.CACHED})
 """Statuses of trials that will not run again."""
 

@@ -12,7 +12,7 @@ import pyglove as pg
 
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json
-from memnas.records import TrialStatus
+from memnas.records import ExperimentStatus, TrialStatus
 from memnas.runner._records import summary_of
 from memnas.store import Store, utcnow
 
@@ -113,7 +113,7 @@ def refuse_live_driver(store: Store, name: str, driver: str) -> None:
       ConfigError: that driver is alive; the message names it.
     """
     row = store.experiment(name)
-    if row["status"] != "running" or not row["driver"] or row["driver"] == driver:
+    if row["status"] != ExperimentStatus.RUNNING or not row["driver"] or row["driver"] == driver:
         return
     host, _, pid = row["driver"].rpartition(":")
     if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Mapping, TextIO
 
+from memnas.records import TrialStatus
+
 
 class Progress:
     """Prints ``[####....] 12/20 done | 1 failed | best accuracy=0.91 | 34s``.
@@ -76,7 +78,7 @@ class Tally:
     def count(self, status: str, values: Mapping[str, float]) -> None:
         """Counts a finished trial of ``status`` with these metric and cost values."""
         self.finished += 1
-        if status == "failed":
+        if status == TrialStatus.FAILED:
             self.failed += 1
             return
         v = values.get(self.name)

@@ -26,7 +26,7 @@ from memnas.algorithms.base import hooks_of
 from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, symbolic_hash
 from memnas.measurement import Context
-from memnas.records import Outcome, TrialStatus, values_of
+from memnas.records import ExperimentStatus, Outcome, TrialStatus, values_of
 from memnas.runner._decode import Decoder
 from memnas.runner._records import dna_from_json, reward_of, trial_seed
 from memnas.runner.contract import (Draft, Pending, RunnableExperiment, check_against_store,
@@ -82,9 +82,9 @@ class SearchState:
         try:
             yield self
         except BaseException:
-            self.close("interrupted")
+            self.close(ExperimentStatus.INTERRUPTED)
             raise
-        self.close("interrupted" if self.in_flight else "completed")
+        self.close(ExperimentStatus.INTERRUPTED if self.in_flight else ExperimentStatus.COMPLETED)
 
     def start(self) -> None:
         """Rebuilds the algorithm from stored trials; queues those left unfinished.
@@ -108,7 +108,8 @@ class SearchState:
                 self._queue.append(t)
         if history:
             self.algorithm.recover(history)
-        self.store.update_experiment(self.exp_id, status="running", driver=self.driver,
+        self.store.update_experiment(self.exp_id, status=ExperimentStatus.RUNNING.value,
+                                     driver=self.driver,
                                      heartbeat_at=utcnow())
         self.tally.show()
 
@@ -132,7 +133,8 @@ class SearchState:
             stats["hash_time_s"] += self.cache.hash_time
             config["hashing"] = stats
             fields["config"] = config
-        self.store.update_experiment(self.exp_id, status=status, heartbeat_at=None, **fields)
+        self.store.update_experiment(self.exp_id, status=ExperimentStatus(status).value,
+                                     heartbeat_at=None, **fields)
 
     # -- which trial next ---------------------------------------------------------------
     @property

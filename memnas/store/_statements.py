@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
+from memnas.records import TrialStatus
 from memnas.store import artifacts as _artifacts
 from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
 
@@ -34,7 +35,7 @@ class _Statements:
                                        ArtifactRow.kind == "input")
         base = (select(t).join(ExperimentRow, ExperimentRow.id == t.c.experiment_id)
                 .where(ExperimentRow.fingerprint == sa.bindparam("fingerprint"),
-                       t.c.status == "completed", ~with_input)
+                       t.c.status == TrialStatus.COMPLETED.value, ~with_input)
                 .order_by(t.c.id))
         self.evaluations_sym = base.where(t.c.sym_hash == sa.bindparam("sym_hash"))
         self.evaluations_syms = base.where(

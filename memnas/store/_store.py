@@ -1,4 +1,4 @@
-"""The SQL store: opens a URL, checks the schema version, reads and writes records."""
+"""The SQL store: opens a URL (its schema checked or upgraded), reads and writes records."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from memnas.errors import StoreError
+from memnas.records import TrialStatus
 from memnas.store import artifacts as _artifacts
 from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
 from memnas.store._schema import open_schema
@@ -151,12 +152,6 @@ class Store:
         return out
 
     # ---- trials ----------------------------------------------------------------
-    def next_trial_number(self, exp_id: int) -> int:
-        """One more than the highest trial number of the experiment (0 for the first)."""
-        with self._session() as s:
-            n = s.scalar(select(func.max(TrialRow.number)).where(TrialRow.experiment_id == exp_id))
-        return 0 if n is None else n + 1
-
     def add_trial(self, exp_id: int, derive: Callable[[int], dict[str, Any]] | None = None,
                   input_artifact: dict[str, Any] | None = None,
                   **fields: Any) -> tuple[int, int]:
@@ -306,10 +301,10 @@ class Store:
         out = {"misses": 0, "hits": 0, "attached": 0, "saved_s": 0.0}
         with self._session() as s:
             for status, kind, n, saved in s.execute(q):
-                if status == "cached":
+                if status == TrialStatus.CACHED:
                     out["attached" if kind == "attached" else "hits"] += n
                     out["saved_s"] += float(saved)
-                elif status in ("completed", "failed"):
+                elif status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
                     out["misses"] += n
         return out
 

@@ -16,6 +16,7 @@ import pyglove as pg
 
 from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
+from memnas.records import TrialStatus
 from memnas.tabular.table import (TABLE_PATH, TABLE_SEEDS, TABLE_TASK, Table, all_dnas,
                                   dna_key, save_table, space_hash, tabular_space)
 
@@ -149,7 +150,7 @@ def _rows(url: str, name: str, space: Any, seeds: Sequence[int]) -> dict[str, di
     spec = pg.dna_spec(space)
     rows: dict[str, dict[str, Any]] = {}
     for trial in store.trials(exp["id"]):
-        if trial["status"] != "completed":
+        if trial["status"] != TrialStatus.COMPLETED:
             raise ConfigError(f"trial #{trial['number']} ({trial.get('summary')}) is "
                               f"{trial['status']}: {(trial.get('error') or '').strip()[-300:]}")
         key = dna_key(dna_from_json(trial["dna"], spec))

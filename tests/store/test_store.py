@@ -30,9 +30,9 @@ def test_create_and_read_experiment(store_url):
 def test_trials_curves_and_counts(store_url):
     s = Store(store_url)
     exp_id = s.create_experiment("e", **EXP)
-    assert s.next_trial_number(exp_id) == 0
-    ids = [s.add_trial(exp_id, **_trial(i))[0] for i in range(3)]
-    assert s.next_trial_number(exp_id) == 3
+    added = [s.add_trial(exp_id, **_trial(i)) for i in range(3)]
+    assert [number for _, number in added] == [0, 1, 2]
+    ids = [trial_id for trial_id, _ in added]
     s.update_trial(ids[0], status="completed", metrics={"accuracy": 0.5}, costs={"params": 3.0},
                    curve=[{"step": 0, "name": "loss", "value": 2.0},
                           {"step": 1, "name": "loss", "value": 1.0},
