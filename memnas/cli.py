@@ -245,12 +245,15 @@ def _print_summary(result: Any) -> None:
     front = result.pareto_front()
     if len(objectives) > 1 and not front.empty:
         click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")
-        for _, row in front.iterrows():
+        for _, row in front.iterrows():  # each architecture once: cached twins folded in
             vals = "  ".join(f"{k}={row[k]:.4g}" for k in objectives)
-            click.echo(f"    #{row['number']:<4} {vals}  {row['summary']}")
+            twins = list(row.get("twins") or ())
+            also = f"  (cached twin{'s' if len(twins) > 1 else ''} " \
+                f"{', '.join(f'#{n}' for n in twins)})" if twins else ""
+            click.echo(f"    #{row['number']:<4} {vals}{also}  {row['summary']}")
     failed = df[df["status"] == "failed"] if not df.empty else df
     for _, row in failed.head(3).iterrows():
-        last = (row["error"] or "").strip().splitlines()
+        last = (row["error"] if isinstance(row["error"], str) else "").strip().splitlines()
         click.echo(f"  failed #{row['number']}: {last[-1] if last else '?'}")
 
 

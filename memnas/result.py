@@ -6,7 +6,8 @@ from typing import Any
 
 from memnas.errors import ConfigError
 from memnas.pareto import pareto_mask
-from memnas.store import DEFAULT_URL, Store
+from memnas.records import WITH_RESULT
+from memnas.store import DEFAULT_URL, Store, reader
 
 
 class Result:
@@ -31,47 +32,44 @@ class Result:
         return dict(self.experiment["objectives"])
 
     def trials(self) -> "Any":
-        """A pandas DataFrame with one row per trial.
+        """A pandas DataFrame with one row per trial (`memnas.store.reader.trials_frame`).
 
-        Columns: number, status, summary, decisions (dict), one column per metric and
-        cost, wall_time, seed, attempt, node, sym_hash, cached_from, error, timestamps.
+        Columns: number, status, summary, decisions (the stored dict), one column per
+        metric and cost (objectives first), one column per decision (named by its path,
+        e.g. ``layers[0].mixer``, holding the chosen value's short label, e.g.
+        ``MirasMemory``; None where the trial did not make it; ``decision:NAME`` if a
+        metric has the name), then wall_time, attempt, cached_from, node, timestamps,
+        error, seed, sym_hash, fn_hash, cache_kind, saved_time, created_at and id.
+        ``df.groupby("layers[0].mixer")`` groups trials by a decision.
         """
-        import pandas as pd
-
-        rows = []
-        for t in self._store.trials(self.experiment["id"]):
-            row = {k: t[k] for k in ("number", "status", "summary", "decisions")}
-            row.update(t["costs"] or {})
-            row.update(t["metrics"] or {})
-            row.update({k: t[k] for k in ("wall_time", "seed", "attempt", "node", "sym_hash",
-                                          "fn_hash", "cached_from", "cache_kind", "saved_time",
-                                          "error", "created_at",
-                                          "started_at", "finished_at", "id")})
-            rows.append(row)
-        df = pd.DataFrame(rows)
-        if df.empty:
-            df = pd.DataFrame(columns=["number", "status", "summary", "decisions"])
-        return df
+        return reader.trials_frame(self._store, self.experiment["id"], self.objectives,
+                                   detail=True)
 
     def pareto_front(self, objectives: dict[str, str] | None = None) -> "Any":
-        """The non-dominated completed trials for ``objectives`` (default: the experiment's)."""
+        """The non-dominated trials with a result for ``objectives`` (default: the
+        experiment's), each architecture once.
+
+        A cached twin of a trial also in the front (or trials sharing a ``sym_hash`` with
+        equal values) is folded into the evaluated trial: its number is listed in that
+        row's ``twins`` column (`memnas.store.reader.fold_twins`).
+        """
         objectives = objectives or self.objectives
         df = self.trials()
         names = list(objectives)
         if df.empty or any(n not in df.columns for n in names):
-            return df.iloc[0:0]
-        done = df[df["status"].isin(["completed", "cached"])]
+            return df.iloc[0:0].assign(twins=[])
+        done = reader.fold_twins(df[df["status"].isin(WITH_RESULT)], names)
         mask = pareto_mask(done[names].to_numpy(dtype=float), [objectives[n] for n in names])
         return done[mask].sort_values(names[0], ascending=objectives[names[0]] == "min")
 
     def best(self, objective: str | None = None) -> dict[str, Any] | None:
-        """The completed trial best on ``objective`` (default: the first objective)."""
+        """The trial with a result best on ``objective`` (default: the first objective)."""
         objective = objective or next(iter(self.objectives))
         direction = self.objectives.get(objective, "max")
         df = self.trials()
         if df.empty or objective not in df.columns:
             return None
-        done = df[df["status"].isin(["completed", "cached"])].dropna(subset=[objective])
+        done = df[df["status"].isin(WITH_RESULT)].dropna(subset=[objective])
         if done.empty:
             return None
         idx = done[objective].idxmax() if direction == "max" else done[objective].idxmin()
@@ -103,8 +101,7 @@ class Result:
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status."""
-        df = self.trials()
-        return {} if df.empty else {k: int(v) for k, v in df["status"].value_counts().items()}
+        return reader.status_counts(self._store, self.experiment["id"])
 
     def __repr__(self) -> str:
         return f"Result(name={self.name!r}, trials={sum(self.counts().values())})"

@@ -19,7 +19,7 @@ def _reset_postgres(url: str) -> None:
 
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS artifacts, curve_points, trials, experiments, "
+        conn.execute(sa.text("DROP TABLE IF EXISTS feedback, artifacts, curve_points, trials, experiments, "
                              "memnas_version, memnas_alembic_version CASCADE"))
     engine.dispose()
 

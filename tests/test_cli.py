@@ -150,7 +150,7 @@ def test_resume_of_an_experiment_started_from_python_says_how(tmp_path):
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory):
     """A store with 300 synthetic trials (accuracy max, params min), filled in bulk."""
-    from memnas.bench._synthetic import fill
+    from memnas.bench.synthetic import fill
 
     url = f"sqlite:///{tmp_path_factory.mktemp('cli_plot')}/plot.db"
     fill(url, 300, name="plotme")
@@ -191,6 +191,32 @@ def test_export_plot_bad_input_is_one_line(synthetic_store, tmp_path, extra, msg
                                       else a for a in extra]])
     assert out.exit_code == 2
     assert msg in out.output and out.output.count("\n") == 1
+
+
+def _score_y(c, ctx):
+    """accuracy = y / 3 (max), params = 10 y (min): both choices are on the front."""
+    return {"accuracy": c["y"] / 3, "params": 10.0 * c["y"]}
+
+
+def test_show_lists_each_architecture_of_the_front_once(tmp_path):
+    import memnas
+    import pyglove as pg
+
+    url = f"sqlite:///{tmp_path}/twins.db"
+    memnas.Experiment(name="twins", space=pg.Dict(y=pg.oneof([1, 2])), evaluator=_score_y,
+                      algorithm="random", objectives={"accuracy": "max", "params": "min"},
+                      store=url).run(max_trials=6, workers=1, executor="local")
+    r = CliRunner().invoke(main, ["show", "twins", "--store", url])
+    assert r.exit_code == 0, r.output
+    assert "4 cached, 2 completed" in r.output
+    assert "Pareto front (accuracy vs params): 2 trials" in r.output
+    rows = [ln for ln in r.output.splitlines() if ln.startswith("    #")]
+    assert len(rows) == 2 and sum("(cached twin" in ln for ln in rows) >= 1
+    r = CliRunner().invoke(main, ["export", "twins", "--store", url, "--format", "csv"])
+    header = r.output.splitlines()[0].split(",")
+    assert header[:6] == ["number", "status", "summary", "decisions", "accuracy", "params"]
+    assert header[6] == "y"  # one column per decision, holding the chosen value
+    assert {ln.split(",")[0:2][1] for ln in r.output.splitlines()[1:]} == {"completed", "cached"}
 
 
 def test_run_batch_option_runs_and_bad_values_are_named(tmp_path):

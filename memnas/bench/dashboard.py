@@ -56,9 +56,9 @@ def run(quick: bool = False, trials: int | None = None, warm_runs: int = 3,
 
 
 def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> dict[str, Any]:
-    from memnas.bench._synthetic import fill
-    from memnas.dashboard import _browser, _sql, data
-    from memnas.store import Store
+    from memnas.bench.synthetic import fill
+    from memnas.dashboard import browser as headless, data
+    from memnas.store import Store, reader
 
     url = f"sqlite:///{os.path.join(folder, 'store.db')}"
     load_before = os.getloadavg()[0]  # other work on the machine, before this run's own
@@ -71,7 +71,7 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
     store = Store(url, read_only=True)
     objectives = {"accuracy": "max", "params": "min"}
     start = time.perf_counter()
-    df = _sql.trials_frame(store.engine, exp_id, objectives)
+    df = reader.trials_frame(store, exp_id, objectives)
     out["read_s"] = time.perf_counter() - start
     start = time.perf_counter()
     info = data.pareto_info(df, "accuracy", "params", {"accuracy": "max", "params": "min"},
@@ -83,14 +83,14 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
     page_url = "/experiment?experiment=synthetic"
     log = os.path.join(folder, "streamlit.log")
     start = time.perf_counter()
-    with _browser.serve(url, log_path=log) as base, _browser.browser() as browser:
+    with headless.serve(url, log_path=log) as base, headless.browser() as browser:
         out["server_start_s"] = time.perf_counter() - start
         loads = []
         for i in range(1 + warm_runs):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            loads.append(_browser.load(page, base + page_url, _browser.EXPERIMENT_JS,
+            loads.append(headless.load(page, base + page_url, headless.EXPERIMENT_JS,
                                        timeout_s=180))
-            problems = _browser.errors(page)
+            problems = headless.errors(page)
             if problems:
                 raise RuntimeError(f"the Experiment page shows errors: {problems}")
             if screenshot and i == 0:
@@ -98,10 +98,10 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
             page.close()
         # Every analysis of the page shown at once, in a fresh tab.
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        out["render_s_all"] = _browser.load(
-            page, base + page_url + "&show=all", _browser.charts_js(*ALL_CHARTS),
+        out["render_s_all"] = headless.load(
+            page, base + page_url + "&show=all", headless.charts_js(*ALL_CHARTS),
             timeout_s=180)
-        problems = _browser.errors(page)
+        problems = headless.errors(page)
         if problems:
             raise RuntimeError(f"the Experiment page with every analysis shows errors: "
                                f"{problems}")
@@ -110,9 +110,9 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         in_app = []
         for i in range(warm_runs):
-            _browser.load(page, base + "/trial?experiment=synthetic&trial=1",
-                          _browser.title_js("Architecture"), timeout_s=180)
-            in_app.append(_browser.navigate(page, "Back to synthetic", _browser.EXPERIMENT_JS,
+            headless.load(page, base + "/trial?experiment=synthetic&trial=1",
+                          headless.title_js("Architecture"), timeout_s=180)
+            in_app.append(headless.navigate(page, "Back to synthetic", headless.EXPERIMENT_JS,
                                             timeout_s=180))
         page.close()
         # The same page for a 100-trial experiment: what the page costs on this machine
@@ -120,8 +120,8 @@ def _run(folder: str, trials: int, warm_runs: int, screenshot: str | None) -> di
         small = []
         for i in range(1 + warm_runs):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            small.append(_browser.load(page, base + "/experiment?experiment=small",
-                                       _browser.EXPERIMENT_JS, timeout_s=180))
+            small.append(headless.load(page, base + "/experiment?experiment=small",
+                                       headless.EXPERIMENT_JS, timeout_s=180))
             page.close()
         out["small_render_s_first"] = small[0]
         out["small_render_s_warm"] = statistics.median(small[1:]) if small[1:] else small[0]

@@ -13,6 +13,9 @@ from typing import Any
 import streamlit as st
 
 from memnas.dashboard import _ui, analysis, data, plots
+from memnas.records import WITH_RESULT
+from memnas.store.decisions import decision_column
+from memnas.store.reader import LEAN_COLUMNS, TAIL_COLUMNS
 
 MAX_SCATTER = 4000
 """Points drawn in a Pareto scatter: the whole front plus a sample of dominated trials."""
@@ -83,22 +86,20 @@ def _body(name: str, exp_id: int) -> None:
     _counts_row(counts, best, objectives, cache if ok else None)
     if ok:
         st.caption(data.cache_label(cache))
-    done = bool(df["status"].isin(data.DONE_STATUSES).any())
+    done = bool(df["status"].isin(WITH_RESULT).any())
     axes = None
     if not done:
         st.info("No completed trials yet: charts appear when the first trial finishes.")
     else:
         axes = _pareto_section(df, objectives, exp_id, name, url)
         _analyses(df, objectives, exp_id, url, axes)
-    _trials_section(df, exp_id, name)
+    _trials_section(df, exp_id, name, url)
 
 
 def value_names(df: Any, objectives: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     """The values a trial can be charted by (objectives first) and their directions."""
-    names = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
-             data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
-    costs = {c for c in names if c not in objectives and c in set(df.attrs.get("costs") or ())}
-    return names, {n: data.direction_of(n, objectives, costs) for n in names}
+    directions = data.value_directions(df, objectives)
+    return list(directions), directions
 
 
 def warm(url: str, exp: dict[str, Any]) -> None:
@@ -112,7 +113,7 @@ def warm(url: str, exp: dict[str, Any]) -> None:
     _ui.load_cache_counters(url, exp_id)
     for o, d in objectives.items():
         _ui.derived(url, exp_id, objectives, "best", o, d)
-    if not df["status"].isin(data.DONE_STATUSES).any():
+    if not df["status"].isin(WITH_RESULT).any():
         return
     keys = _ui.load_decision_keys(url, exp_id)
     if keys:
@@ -199,11 +200,13 @@ def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
     event = st.plotly_chart(plots.plot_pareto(info, color=color), key="memnas_pareto",
                             width="stretch", on_select="rerun", selection_mode="points")
     total = info.points.attrs.get("total", len(info.points))
+    folded = info.points.attrs.get("folded", 0)
     shown = "" if total == len(info.points) else \
         f" Showing all front points and {len(info.points) - len(info.front)} of " \
         f"{total - len(info.front)} dominated ones (uniform sample)."
-    st.caption(f"{len(info.front)} of {total} finished trials are on the front.{shown} "
-               "Click a point to select its trial.")
+    twins = f" ({folded} cached twins drawn as the trial they reused.)" if folded else ""
+    st.caption(f"{len(info.front)} of {total} finished architectures are on the front."
+               f"{twins}{shown} Click a point to select its trial.")
     picked = _picked_numbers(event)
     if picked:
         number = picked[0]
@@ -299,8 +302,7 @@ def _decisions_section(df: Any, objectives: dict[str, str], exp_id: int, url: st
     if not names:
         st.info("The trials record no decisions.")
         return
-    values = [c for c in df.columns if c not in data.TRIAL_COLUMNS and c not in
-              data.TAIL_COLUMNS and c not in ("id", "cache_kind")]
+    values = list(df.attrs.get("values") or [])
     c1, c2 = st.columns(2)
     decision = c1.selectbox("decision", names, key=f"memnas_dec_{exp_id}")
     value = c2.selectbox("value", values, key=f"memnas_dec_value_{exp_id}")
@@ -332,7 +334,7 @@ def _decisions_section(df: Any, objectives: dict[str, str], exp_id: int, url: st
                            key="memnas_parcoords", width="stretch")
 
 
-def _trials_section(df: Any, exp_id: int, name: str) -> None:
+def _trials_section(df: Any, exp_id: int, name: str, url: str) -> None:
     st.subheader("Trials")
     if df.empty:
         st.info("No trials yet.")
@@ -341,7 +343,7 @@ def _trials_section(df: Any, exp_id: int, name: str) -> None:
     statuses = c1.multiselect("Status", sorted(df["status"].unique()),
                               key=f"memnas_tr_status_{exp_id}")
     text = c2.text_input("Summary contains", key=f"memnas_tr_text_{exp_id}")
-    sortable = [c for c in df.columns if c not in ("summary", "error", "node", "cache_kind")]
+    sortable = [c for c in df.columns if c not in ("summary", "error", "node", *LEAN_COLUMNS)]
     sort_by = c3.selectbox("Sort by", sortable, key=f"memnas_tr_sort_{exp_id}")
     descending = c4.toggle("Desc.", key=f"memnas_tr_desc_{exp_id}")
     size = c5.selectbox("Rows", PAGE_SIZES, index=1, key=f"memnas_tr_size_{exp_id}")
@@ -350,7 +352,8 @@ def _trials_section(df: Any, exp_id: int, name: str) -> None:
     page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
                            step=1, key=f"memnas_tr_page_{exp_id}")
     part = analysis.page_of(rows, int(page), size)
-    shown = part.rows.drop(columns=["id", "cache_kind"], errors="ignore")
+    shown = _with_decisions(part.rows, url, exp_id).drop(columns=list(LEAN_COLUMNS),
+                                                          errors="ignore")
     event = st.dataframe(
         shown, hide_index=True, width="stretch", key="memnas_trials_table",
         on_select="rerun", selection_mode="single-row",
@@ -370,3 +373,16 @@ def _trials_section(df: Any, exp_id: int, name: str) -> None:
         st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
                      icon=":material/account_tree:",
                      query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})
+
+
+def _with_decisions(rows: Any, url: str, exp_id: int) -> Any:
+    """A page of the trials table with one column per decision, before the tail columns."""
+    ok, decisions = _ui.guarded(_ui.load_page_decisions, url, exp_id,
+                                [int(i) for i in rows["id"]])
+    if not ok or decisions is None or decisions.shape[1] <= 1:
+        return rows
+    names = {k: decision_column(k, rows.columns) for k in decisions.columns[1:]}
+    decisions = decisions.rename(columns=names)
+    head = [c for c in rows.columns if c not in TAIL_COLUMNS and c not in LEAN_COLUMNS]
+    merged = rows.merge(decisions, on="number", how="left")
+    return merged[[*head, *names.values(), *[c for c in rows.columns if c not in head]]]

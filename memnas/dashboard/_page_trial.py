@@ -77,7 +77,7 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
         st.caption("symbolic form")
         st.code(architecture.symbolic_form(t.get("candidate") or "{}"), language="python")
     with right:
-        st.caption("decisions (DNA)")
+        st.caption("decisions")
         st.json(t.get("decisions") or {}, expanded=True)
         st.caption("DNA")
         st.code(_dna_text(t.get("dna")), language=None, wrap_lines=True)

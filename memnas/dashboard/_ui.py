@@ -7,9 +7,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from memnas.dashboard import ENV_VAR, _sql
+from memnas.dashboard import ENV_VAR
 from memnas.errors import StoreError
-from memnas.store import DEFAULT_URL, Store
+from memnas.store import DEFAULT_URL, Store, reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPERIMENTS_PAGE = os.path.join(HERE, "views", "experiments.py")
@@ -89,18 +89,19 @@ def load_curve(url: str, trial_id: int) -> list[dict[str, Any]]:
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_stamp(url: str, exp_id: int) -> tuple:
-    """`memnas.dashboard._sql.stamp`: changes whenever the experiment's trials do."""
-    return _sql.stamp(get_store(url).engine, exp_id)
+    """`memnas.store.reader.stamp`: changes whenever the experiment's trials do."""
+    return reader.stamp(get_store(url), exp_id)
 
 
 @st.cache_resource(ttl=FRAME_TTL_S, max_entries=6, show_spinner=False)
 def _frame(url: str, exp_id: int, objectives: tuple, stamp: tuple) -> Any:
     # A resource, not cache_data: a 100k-row frame is shared, never copied per rerun.
-    return _sql.trials_frame(get_store(url).engine, exp_id, dict(objectives))
+    return reader.trials_frame(get_store(url), exp_id, dict(objectives))
 
 
 def load_frame(url: str, exp_id: int, objectives: dict[str, str]) -> Any:
-    """The experiment's trials table (`_sql.trials_frame`), reread only when they change.
+    """The experiment's trials table (`memnas.store.reader.trials_frame`), reread only
+    when they change.
 
     Treat it as read-only: it is shared between sessions.
     """
@@ -127,31 +128,42 @@ def derived(url: str, exp_id: int, objectives: dict[str, str], what: str, *args:
 
 @st.cache_data(ttl=FRAME_TTL_S, max_entries=20, show_spinner=False)
 def _decision_keys(url: str, exp_id: int, stamp: tuple) -> list[str]:
-    return _sql.decision_keys(get_store(url).engine, exp_id)
+    return reader.decision_keys(get_store(url), exp_id)
 
 
 def load_decision_keys(url: str, exp_id: int) -> list[str]:
-    """The experiment's decision names, most frequent first (`_sql.decision_keys`)."""
+    """The experiment's decision names, most frequent first (`reader.decision_keys`)."""
     return _decision_keys(url, exp_id, load_stamp(url, exp_id))
 
 
 @st.cache_resource(ttl=FRAME_TTL_S, max_entries=12, show_spinner=False)
 def _decisions(url: str, exp_id: int, names: tuple, every: int, stamp: tuple) -> Any:
-    return _sql.decisions_frame(get_store(url).engine, exp_id, names, every)
+    return reader.decisions_frame(get_store(url), exp_id, names, every)
 
 
 def load_decisions(url: str, exp_id: int, names: list[str], every: int = 1) -> Any:
-    """Some decisions of the experiment's trials (`_sql.decisions_frame`), reread only
+    """Some decisions of the experiment's trials (`reader.decisions_frame`), reread only
     when trials change."""
     return _decisions(url, exp_id, tuple(names), every, load_stamp(url, exp_id))
+
+
+@st.cache_data(ttl=FRAME_TTL_S, max_entries=40, show_spinner=False)
+def _page_decisions(url: str, exp_id: int, ids: tuple, stamp: tuple) -> Any:
+    return reader.decisions_frame(get_store(url), exp_id, ids=ids)
+
+
+def load_page_decisions(url: str, exp_id: int, ids: list[int]) -> Any:
+    """Every decision of some trials (by id: a page of the trials table), reread only
+    when trials change."""
+    return _page_decisions(url, exp_id, tuple(ids), load_stamp(url, exp_id))
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_summary(url: str) -> tuple[dict, dict]:
     """Running times and best values of every experiment, for the experiments table."""
     store = get_store(url)
-    times = _sql.experiment_times(store.engine)
-    bests = {e["id"]: _sql.best_values(store.engine, e["id"], e.get("objectives") or {})
+    times = reader.experiment_times(store)
+    bests = {e["id"]: reader.best_values(store, e["id"], e.get("objectives") or {})
              for e in load_experiments(url)}
     return times, bests
 
@@ -159,14 +171,14 @@ def load_summary(url: str) -> tuple[dict, dict]:
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_numbers(url: str, exp_id: int) -> tuple[int, int, int] | None:
     """(lowest, highest, count) of the experiment's trial numbers; None without trials."""
-    return _sql.number_range(get_store(url).engine, exp_id)
+    return reader.number_range(get_store(url), exp_id)
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def load_trial(url: str, exp_id: int | None, number: int | None,
                trial_id: int | None = None) -> dict[str, Any] | None:
-    """One full trial row (`_sql.trial_row`), cached for a few seconds."""
-    return _sql.trial_row(get_store(url).engine, exp_id, number, trial_id)
+    """One full trial row (`memnas.store.reader.trial_row`), cached for a few seconds."""
+    return reader.trial_row(get_store(url), exp_id, number, trial_id)
 
 
 def load_artifacts(url: str, trial_id: int) -> list[Any] | None:

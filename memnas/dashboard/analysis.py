@@ -8,9 +8,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from memnas.dashboard.data import (DONE_STATUSES, _finished, algorithm_label, counts_of,
-                                   format_time, front_mask, objectives_label)
+from memnas.dashboard.data import (_finished, algorithm_label, counts_of, format_time,
+                                   front_mask, objectives_label)
 from memnas.pareto import hypervolume_2d
+from memnas.records import WITH_RESULT
 
 
 class Page(NamedTuple):
@@ -29,7 +30,7 @@ def experiments_summary(experiments: Sequence[Mapping[str, Any]],
 
     Args:
       experiments: rows of ``Store.experiments()``.
-      times: ``memnas.dashboard._sql.experiment_times`` (first start, last finish).
+      times: `memnas.store.reader.experiment_times` (first start, last finish).
       bests: best value of each objective, by experiment id.
 
     Returns:
@@ -199,4 +200,4 @@ def cache_rate(counters: Mapping[str, float]) -> float | None:
 
 def done_share(df: pd.DataFrame) -> float:
     """Share of trials with results."""
-    return float(df["status"].isin(DONE_STATUSES).mean()) if len(df) else 0.0
+    return float(df["status"].isin(WITH_RESULT).mean()) if len(df) else 0.0

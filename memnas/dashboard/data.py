@@ -10,13 +10,8 @@ import numpy as np
 import pandas as pd
 
 from memnas.pareto import pareto_mask
-
-DONE_STATUSES = ("completed", "cached")
-"""Statuses of trials that have metrics (a cached trial reuses a twin's result)."""
-
-TRIAL_COLUMNS = ("number", "status", "summary")
-TAIL_COLUMNS = ("wall_time", "attempt", "cached_from", "node", "started_at", "finished_at",
-                "error")
+from memnas.records import WITH_RESULT
+from memnas.store.reader import fold_twins
 
 
 class Counts(NamedTuple):
@@ -43,9 +38,10 @@ class ParetoInfo(NamedTuple):
       y: name of the value on the y axis.
       x_direction: "max" or "min".
       y_direction: "max" or "min".
-      points: every finished trial with both values: columns ``number``, ``summary``,
-        ``x``, ``y``, ``on_front`` (bool) and ``hover`` (text with every value, for
-        front points; "" for the others).
+      points: every finished architecture with both values (cached twins folded into
+        the trial they reused): columns ``number``, ``summary``, ``x``, ``y``,
+        ``on_front`` (bool), ``twins`` (numbers folded into it) and ``hover`` (text with
+        every value, for front points; "" for the others).
       front: the rows of ``points`` on the front, sorted by ``x`` ascending.
     """
 
@@ -88,48 +84,6 @@ def format_time(value: _dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def error_snippet(error: str | None, width: int = 120) -> str:
-    """The line of a traceback that names the exception, cut to ``width`` characters."""
-    if not error:
-        return ""
-    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
-    text = lines[-1] if lines else ""
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def trial_values(trial: Mapping[str, Any]) -> dict[str, float]:
-    """A trial's costs and metrics in one mapping (metrics win on a name clash)."""
-    return {**(trial.get("costs") or {}), **(trial.get("metrics") or {})}
-
-
-def value_names(trials: Sequence[Mapping[str, Any]],
-                objectives: Mapping[str, str] | None = None) -> list[str]:
-    """Names of the values trials recorded: objectives first, then metrics, then costs.
-
-    Objectives are listed even before any trial recorded them.
-    """
-    names = list(objectives or {})
-    metrics: set[str] = set()
-    costs: set[str] = set()
-    for t in trials:
-        metrics.update(t.get("metrics") or {})
-        costs.update(t.get("costs") or {})
-    for n in sorted(metrics) + sorted(costs - metrics):
-        if n not in names:
-            names.append(n)
-    return names
-
-
-def cost_names(trials: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Names recorded as costs (and never as metrics) by some trial."""
-    metrics: set[str] = set()
-    costs: set[str] = set()
-    for t in trials:
-        metrics.update(t.get("metrics") or {})
-        costs.update(t.get("costs") or {})
-    return costs - metrics
-
-
 def direction_of(name: str, objectives: Mapping[str, str], costs: set[str]) -> str:
     """The direction to optimise ``name``: its objective's, else "min" for costs, else "max"."""
     if name in (objectives or {}):
@@ -137,49 +91,23 @@ def direction_of(name: str, objectives: Mapping[str, str], costs: set[str]) -> s
     return "min" if name in costs else "max"
 
 
-def trials_frame(trials: Sequence[Mapping[str, Any]],
-                 objectives: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per trial for tables and plots.
-
-    Args:
-      trials: rows of ``Store.trials(exp_id)``.
-      objectives: the experiment's objectives, listed first among the value columns.
-
-    Returns:
-      Columns ``number``, ``status``, ``summary``, one float column per metric and cost
-      (see `value_names`; NaN where a trial has none), then ``wall_time``, ``attempt``,
-      ``cached_from``, ``node``, ``started_at``, ``finished_at`` and ``error`` (the
-      exception line of the traceback). Ordered by trial number.
-    """
-    names = value_names(trials, objectives)
-    rows = []
-    for t in trials:
-        row: dict[str, Any] = {k: t.get(k) for k in TRIAL_COLUMNS}
-        values = trial_values(t)
-        for n in names:
-            row[n] = values.get(n, np.nan)
-        for k in TAIL_COLUMNS:
-            row[k] = t.get(k)
-        row["error"] = error_snippet(t.get("error"))
-        rows.append(row)
-    columns = [*TRIAL_COLUMNS, *names, *TAIL_COLUMNS]
-    df = pd.DataFrame(rows, columns=columns)
-    for n in names:
-        df[n] = pd.to_numeric(df[n], errors="coerce").astype(float)
-    df["wall_time"] = pd.to_numeric(df["wall_time"], errors="coerce").astype(float)
-    return df.sort_values("number", kind="stable").reset_index(drop=True)
+def value_directions(df: pd.DataFrame, objectives: Mapping[str, str]) -> dict[str, str]:
+    """The value columns of a `memnas.store.reader.trials_frame` (objectives first), each
+    with the direction to optimise it."""
+    costs = set(df.attrs.get("costs") or ())
+    return {n: direction_of(n, objectives, costs) for n in df.attrs.get("values") or ()}
 
 
 def _finished(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """Trials with results that have every value of ``names``."""
     if df.empty or any(n not in df.columns for n in names):
         return df.iloc[0:0]
-    done = df[df["status"].isin(DONE_STATUSES)]
+    done = df[df["status"].isin(WITH_RESULT)]
     return done.dropna(subset=list(names))
 
 
 def best_value(df: pd.DataFrame, objective: str, direction: str) -> float | None:
-    """The best value of ``objective`` among finished trials of `trials_frame`, or None."""
+    """The best value of ``objective`` among a trials frame's finished trials, or None."""
     done = _finished(df, [objective])
     if done.empty:
         return None
@@ -191,7 +119,7 @@ def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFram
     """The running best of ``objective`` over trial numbers.
 
     Args:
-      df: a `trials_frame`.
+      df: a `memnas.store.reader.trials_frame`.
       objective: value name.
       direction: "max" or "min".
 
@@ -214,10 +142,13 @@ def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFram
 
 
 def hover_text(row: Mapping[str, Any], names: Sequence[str], width: int = 70) -> str:
-    """Plotly hover text of a trial: number, summary (wrapped) and its values."""
+    """Plotly hover text of a trial: number (and its cached twins'), summary (wrapped)
+    and its values."""
     summary = str(row.get("summary") or "")
     wrapped = "<br>".join(summary[i:i + width] for i in range(0, len(summary), width))
-    parts = [f"<b>trial {int(row['number'])}</b>"]
+    twins = list(row.get("twins") or ())
+    also = f" (cached twins: {', '.join(f'#{n}' for n in twins)})" if twins else ""
+    parts = [f"<b>trial {int(row['number'])}</b>{also}"]
     if wrapped:
         parts.append(wrapped)
     for n in names:
@@ -257,7 +188,7 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
     """The points and non-dominated front of finished trials on two values.
 
     Args:
-      df: a `trials_frame`.
+      df: a `memnas.store.reader.trials_frame`.
       x: value on the x axis.
       y: value on the y axis.
       directions: direction ("max"/"min") of at least ``x`` and ``y``.
@@ -268,9 +199,12 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
       seed: seed of that sample.
 
     Returns:
-      A `ParetoInfo`; the front flags are `front_mask` (= `memnas.pareto.pareto_mask`,
-      O(n log n)) of all points, computed before any point is dropped. ``points.attrs["total"]`` is
-      the number of finished trials before dropping.
+      A `ParetoInfo` with one point per architecture: cached twins are folded into the
+      trial they reused (`memnas.store.reader.fold_twins`; column ``twins`` lists their
+      numbers). The front flags are `front_mask` (= `memnas.pareto.pareto_mask`,
+      O(n log n)) of all points, computed before any point is dropped.
+      ``points.attrs["total"]`` is the number of points before dropping,
+      ``points.attrs["folded"]`` the number of twins folded.
     """
     for n in (x, y):
         if directions.get(n) not in ("max", "min"):
@@ -279,7 +213,8 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be at least 1 or None, got {max_points!r}")
     names = list(dict.fromkeys([x, y, *(hover_names or [])]))
-    done = _finished(df, [x, y])
+    finished = _finished(df, [x, y])
+    done = fold_twins(finished, [x, y])
     values = done[[x, y]].to_numpy(dtype=float)
     mask = front_mask(values, [directions[x], directions[y]])
     keep = np.ones(len(done), dtype=bool)
@@ -297,6 +232,7 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
         "x": values[keep, 0],
         "y": values[keep, 1],
         "on_front": mask[keep],
+        "twins": kept["twins"].to_numpy(),
     })
     if color is not None:
         points["color"] = kept[color].to_numpy(dtype=float) if color in kept.columns \
@@ -307,10 +243,11 @@ def pareto_info(df: pd.DataFrame, x: str, y: str, directions: Mapping[str, str],
     on = mask[keep]
     hover = np.full(len(kept), "", dtype=object)
     if on.any():
-        hover[on] = [hover_text(r, listed)
-                     for r in kept.loc[on, ["number", "summary", *listed]].to_dict("records")]
+        hover[on] = [hover_text(r, listed) for r in
+                     kept.loc[on, ["number", "summary", "twins", *listed]].to_dict("records")]
     points["hover"] = hover
     points.attrs["total"] = int(len(done))
+    points.attrs["folded"] = int(len(finished) - len(done))
     front = points[points["on_front"]].sort_values(["x", "y"], kind="stable")
     return ParetoInfo(x=x, y=y, x_direction=directions[x], y_direction=directions[y],
                       points=points, front=front.reset_index(drop=True))

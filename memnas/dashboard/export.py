@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from memnas.errors import ConfigError
+from memnas.records import WITH_RESULT
 
 KINDS = ("pareto", "progress", "hypervolume")
 """Figures `write_plot` draws: Pareto front, best so far per objective, hypervolume."""
@@ -35,25 +36,15 @@ def plot_kind(path: str, kind: str | None = None) -> str:
 
 
 def _frame(store_url: str, name: str) -> tuple[Any, dict[str, str]]:
-    from memnas.dashboard import _sql
-    from memnas.store import Store
+    from memnas.store import Store, reader
 
     store = Store(store_url, read_only=True)
     try:
         exp = store.require_experiment(name)
         objectives = dict(exp.get("objectives") or {})
-        return _sql.trials_frame(store.engine, exp["id"], objectives), objectives
+        return reader.trials_frame(store, exp["id"], objectives), objectives
     finally:
         store.close()
-
-
-def _directions(df: Any, objectives: dict[str, str]) -> dict[str, str]:
-    from memnas.dashboard import data
-
-    costs = set(df.attrs.get("costs") or ())
-    names = [c for c in df.columns if c not in (*data.TRIAL_COLUMNS, *data.TAIL_COLUMNS,
-                                                "id", "cache_kind")]
-    return {n: data.direction_of(n, objectives, costs) for n in names}
 
 
 def write_plot(store_url: str, name: str, path: str, kind: str | None = None,
@@ -88,8 +79,8 @@ def write_plot(store_url: str, name: str, path: str, kind: str | None = None,
 
     kind = plot_kind(path, kind)
     df, objectives = _frame(store_url, name)
-    directions = _directions(df, objectives)
-    if not (df["status"].isin(data.DONE_STATUSES)).any():
+    directions = data.value_directions(df, objectives)
+    if not (df["status"].isin(WITH_RESULT)).any():
         raise ConfigError(f"experiment {name!r} has no finished trials to plot")
     arrow = {"max": "↑ max", "min": "↓ min"}
     if kind == "progress":

@@ -8,8 +8,7 @@ proposal) or None; `context` marks it running; `finish_many`, `lost` and `expire
 or requeue it. The driver loop (`memnas.runner.driver.drive`) and the Ray Tune searcher
 (`memnas.runner.tune`) only move trials between these calls and their executors.
 
-The algorithm's hooks beyond PyGlove's (the artifact channel, ``waiting``) are declared
-on `memnas.algorithms.AlgorithmHooks`.
+The algorithm's hooks beyond PyGlove's are `memnas.algorithms.AlgorithmHooks`.
 """
 
 from __future__ import annotations
@@ -26,12 +25,14 @@ from memnas.algorithms.base import hooks_of
 from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, symbolic_hash
 from memnas.measurement import Context
-from memnas.records import ExperimentStatus, Outcome, TrialStatus, values_of
+from memnas.records import (FINISHED, WITH_RESULT, ExperimentStatus, Outcome, TrialStatus,
+                            values_of)
 from memnas.runner._decode import Decoder
 from memnas.runner._records import dna_from_json, reward_of, trial_seed
 from memnas.runner.contract import (Draft, Pending, RunnableExperiment, check_against_store,
                                     new_trial_row, refuse_live_driver)
 from memnas.runner.progress import Progress, Tally
+from memnas.runner.replay import recover, replay_calls
 from memnas.store import Store, utcnow
 
 class SearchState:
@@ -52,9 +53,7 @@ class SearchState:
         self.max_trials = max_trials
         self.spec = pg.dna_spec(experiment.space)
         self.decoder = Decoder(experiment.space)
-        self.algorithm = experiment.make_algorithm()
-        self.algorithm.setup(self.spec)
-        self.hooks = hooks_of(self.algorithm)
+        self._new_algorithm()
         self.multi = bool(getattr(self.algorithm, "multi_objective", False))
         check_against_store(experiment, store)
         row = store.experiment(experiment.name)
@@ -67,6 +66,12 @@ class SearchState:
         self.in_flight: dict[int, Pending] = {}   # launched, not finished: trial id -> Pending
         self._queue: list[dict[str, Any]] = []    # stored trials to run again
         self._exhausted = False
+        self._calls = 0     # calls made to the algorithm (proposals and feedbacks), replayed
+
+    def _new_algorithm(self) -> None:
+        self.algorithm = self.exp.make_algorithm()
+        self.algorithm.setup(self.spec)
+        self.hooks = hooks_of(self.algorithm)
 
     # -- a run: start and close in one place --------------------------------------------
     @contextlib.contextmanager
@@ -93,21 +98,20 @@ class SearchState:
           ConfigError: another driver is running this experiment right now.
         """
         refuse_live_driver(self.store, self.exp.name, self.driver)
-        history = []
-        for t in self.store.trials(self.exp_id):
-            dna = dna_from_json(t["dna"], self.spec)
-            if t["status"] in (TrialStatus.COMPLETED, TrialStatus.CACHED):
-                self.hooks.feedback_artifact(dna, self._output_artifact(t))
-                history.append((dna, self._reward(values_of(t))))
+        trials = self.store.trials(self.exp_id)
+        for t in trials:
+            if t["status"] in FINISHED:
                 self.tally.count(t["status"], values_of(t))
-            elif t["status"] == TrialStatus.FAILED:
-                history.append((dna, None))
-                self.tally.count(t["status"], {})
-            else:  # pending or running when the last driver stopped
-                history.append((dna, None))
+            else:  # pending or running when the last driver stopped: run it again
                 self._queue.append(t)
-        if history:
-            self.algorithm.recover(history)
+        calls = replay_calls(self.algorithm, self.hooks, trials,
+                             self.store.feedback_order(self.exp_id),
+                             lambda t: self._reward(values_of(t)), self._output_artifact)
+        if calls is None:  # cannot be replayed: PyGlove's recover on a fresh algorithm
+            self._new_algorithm()
+            calls = recover(self.algorithm, self.hooks, trials, self.spec,
+                            lambda t: self._reward(values_of(t)), self._output_artifact)
+        self._calls = calls
         self.store.update_experiment(self.exp_id, status=ExperimentStatus.RUNNING.value,
                                      driver=self.driver,
                                      heartbeat_at=utcnow())
@@ -193,6 +197,7 @@ class SearchState:
                 dna = self.algorithm.propose()
             except StopIteration:
                 return drafts, True
+            self._calls += 1
             candidate = self.decoder(dna)
             drafts.append(Draft(dna, candidate, symbolic_hash(candidate),
                                 self.hooks.artifact_for(dna)))
@@ -312,22 +317,21 @@ class SearchState:
         return late
 
     def finish(self, trial: dict[str, Any] | Pending, outcome: Outcome) -> TrialStatus:
-        """Stores an outcome, feeds the algorithm back, returns the final status.
-
-        Raises:
-          ConfigError: a completed result lacks one of the objectives (it is stored first).
-        """
+        """`finish_many` for one trial: stores it, feeds it back, returns its status."""
         return self.finish_many([(trial, outcome)])[0]
 
     def finish_many(self, items: Iterable[tuple[dict[str, Any] | Pending, Outcome]]
                     ) -> list[TrialStatus]:
-        """Like `finish` for several trials: all are stored in one transaction, then each
-        is fed back to the algorithm in order. Returns their final statuses.
+        """Like `finish` for several trials: all are stored in one transaction (with the
+        order of their feedbacks), then each is fed back to the algorithm in order, then
+        the trials that waited for them are settled. Returns their final statuses.
 
         Raises:
-          ConfigError: a completed result lacks one of the objectives (all are stored first).
+          ConfigError: a result lacks one of the objectives: it is stored failed with
+            that reason, the others are stored and fed back, then this is raised.
         """
-        done, updates, artifacts = [], [], []
+        done, updates, artifacts, order = [], [], [], []
+        problem: ConfigError | None = None
         for trial, outcome in items:
             pending = trial if isinstance(trial, Pending) else None
             trial = pending.trial if pending else trial
@@ -335,6 +339,13 @@ class SearchState:
                 # An executor that cannot cancel (in-process) ran it to the end.
                 outcome = self.timed_out(outcome.wall_time, node=outcome.node,
                                          wall_time=outcome.wall_time)
+            missing = [k for k in self.exp.objectives if k not in outcome.values]
+            if outcome.status in WITH_RESULT and missing:
+                reason = (f"objective {missing[0]!r} is not among the metrics the evaluator "
+                          f"returned: {', '.join(sorted(outcome.values)) or '(none)'}")
+                problem = problem or ConfigError(reason)
+                outcome = outcome.replace(status=TrialStatus.FAILED, error=reason,
+                                          cached_from=None, cache_kind=None)
             fields = dict(status=outcome.status.value, metrics=outcome.metrics,
                           costs=outcome.costs, error=outcome.error, node=outcome.node,
                           wall_time=outcome.wall_time, finished_at=utcnow())
@@ -344,36 +355,34 @@ class SearchState:
             updates.append((trial["id"], outcome.curve, fields))
             if outcome.status == TrialStatus.COMPLETED and outcome.artifact is not None:
                 artifacts.append((trial["id"], outcome.artifact))
+            if pending is not None and outcome.status in WITH_RESULT:
+                order.append((self.exp_id, trial["id"], self._calls))
+                self._calls += 1
             done.append((pending, outcome))
             self.in_flight.pop(trial["id"], None)
         if not updates:
             return []
-        self.store.update_trials(updates, output_artifacts=artifacts)
+        self.store.update_trials(updates, output_artifacts=artifacts, feedback=order)
+        settle = []
         for pending, outcome in done:
-            self._fed_back(pending, outcome)
-        self.tally.show()
-        return [outcome.status for _, outcome in done]
-
-    def _fed_back(self, pending: Pending | None, outcome: Outcome) -> None:
-        """Counts a stored outcome, feeds it to the algorithm, settles its waiting twins."""
-        self.tally.count(outcome.status, outcome.values)
-        waiters = self.cache.settled(pending) if (self.cache and pending) else []
-        if outcome.status in (TrialStatus.COMPLETED, TrialStatus.CACHED):
-            values = outcome.values
-            missing = [k for k in self.exp.objectives if k not in values]
-            if missing:
-                raise ConfigError(
-                    f"objective {missing[0]!r} is not among the metrics the evaluator returned: "
-                    f"{', '.join(sorted(values)) or '(none)'}")
-            if pending is not None:
+            self.tally.count(outcome.status, outcome.values)
+            if pending is None:
+                continue
+            if outcome.status in WITH_RESULT:
                 artifact = outcome.artifact
                 if artifact is None and outcome.cached_from:  # the source's
                     artifact = self.store.load_artifact(outcome.cached_from, "output")
                 self.hooks.feedback_artifact(pending.dna, artifact)
-                self.algorithm.feedback(pending.dna, self._reward(values))
-        if waiters:
-            self.finish_many((w, EquivalenceCache.twin_outcome(pending, outcome))
-                             for w in waiters)
+                self.algorithm.feedback(pending.dna, self._reward(outcome.values))
+            if self.cache:
+                settle.extend((w, EquivalenceCache.twin_outcome(pending, outcome))
+                              for w in self.cache.settled(pending))
+        self.tally.show()
+        if settle:
+            self.finish_many(settle)
+        if problem is not None:
+            raise problem
+        return [outcome.status for _, outcome in done]
 
     def _reward(self, values: Mapping[str, float]) -> float | tuple[float, ...]:
         return reward_of(dict(values), self.exp.objectives, self.multi)

@@ -118,3 +118,20 @@ class ArtifactRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[_dt.datetime] = mapped_column(default=_now)
+
+
+class FeedbackRow(Base):
+    """When a trial was fed back to the algorithm: ``seq`` is the position of that call
+    among all the calls (proposals and feedbacks) the search made to its algorithm.
+
+    A trial's number is the order it was proposed in; with these rows a resumed search
+    replays the algorithm's calls in their original order (see `memnas.runner.replay`).
+    """
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("experiment_id", "seq", name="uq_feedback_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)

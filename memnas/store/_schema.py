@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from memnas.errors import StoreError
 from memnas.store._models import Base, VersionInfo
 
-REVISIONS = ("0001_baseline", "0002_trials_finished_at")
+REVISIONS = ("0001_baseline", "0002_trials_finished_at", "0003_feedback_order")
 """Alembic revisions in order; the schema version of ``REVISIONS[i]`` is ``i + 1``."""
 HEAD = REVISIONS[-1]
 SCHEMA_VERSION = len(REVISIONS)
@@ -27,7 +27,7 @@ VERSION_TABLE = "memnas_alembic_version"
 """Alembic's version table, under a name of memnas's own: a database may hold others."""
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 
-_MEMNAS_TABLES = frozenset({"experiments", "trials", "curve_points", "artifacts"})
+_MEMNAS_TABLES = frozenset({"experiments", "trials", "curve_points", "artifacts", "feedback"})
 _LOCK_KEY = 0x6D656D6E6173  # "memnas": PostgreSQL advisory lock held while creating/upgrading
 
 _version_table = sa.Table(  # as Alembic creates it

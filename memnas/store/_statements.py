@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from memnas.records import TrialStatus
 from memnas.store import artifacts as _artifacts
-from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
+from memnas.store._models import (ArtifactRow, CurvePointRow, ExperimentRow, FeedbackRow,
+                                  TrialRow, _now)
 
 
 class _Statements:
@@ -31,6 +32,7 @@ class _Statements:
         self.update_trial = sa.update(t).where(t.c.id == sa.bindparam("_trial_id"))
         self.trial_exists = select(t.c.id).where(t.c.id == sa.bindparam("_trial_id"))
         self.insert_points = sa.insert(CurvePointRow.__table__)
+        self.insert_feedback = sa.insert(FeedbackRow.__table__)
         with_input = sa.exists().where(ArtifactRow.trial_id == TrialRow.id,
                                        ArtifactRow.kind == "input")
         base = (select(t).join(ExperimentRow, ExperimentRow.id == t.c.experiment_id)

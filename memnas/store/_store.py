@@ -14,9 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from memnas.errors import StoreError
-from memnas.records import TrialStatus
 from memnas.store import artifacts as _artifacts
 from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
+from memnas.store._queries import CacheQueries
 from memnas.store._schema import open_schema
 from memnas.store._statements import (_artifact_row, _put_artifact, _retryable, _row_dict,
                                       _sql, _sqlite_pragmas, _sqlite_read_pragmas)
@@ -25,7 +25,7 @@ DEFAULT_URL = "sqlite:///memnas.db"
 _WRITE_RETRIES = 20
 
 
-class Store:
+class Store(CacheQueries):
     """A memnas store at a SQLAlchemy URL (SQLite file by default, PostgreSQL for clusters).
 
     Opening a store creates its tables if the database is empty and checks the schema
@@ -233,12 +233,14 @@ class Store:
         self.update_trials([(trial_id, curve, fields)])
 
     def update_trials(self, updates: Sequence[tuple[int, Sequence[dict], dict[str, Any]]],
-                      output_artifacts: Sequence[tuple[int, dict[str, Any]]] = ()) -> None:
+                      output_artifacts: Sequence[tuple[int, dict[str, Any]]] = (),
+                      feedback: Sequence[tuple[int, int, int]] = ()) -> None:
         """Applies `update_trial` to several ``(trial_id, curve, fields)`` in one transaction.
 
         The driver stores a batch of finished trials so: one commit instead of one per trial.
         ``output_artifacts`` (``(trial_id, payload)``, see `save_artifact`) are written in
-        the same transaction, so a completed trial is never stored without its artifact.
+        the same transaction, so a completed trial is never stored without its artifact;
+        so are ``feedback`` rows ``(experiment_id, trial_id, seq)`` (see `feedback_order`).
 
         Raises:
           StoreError: a trial id that is not in the store (nothing is written then).
@@ -264,49 +266,9 @@ class Store:
                 conn.execute(sql.insert_points, points)
             for trial_id, row in artifacts:
                 _put_artifact(conn, trial_id, row)
-
-    def evaluations(self, fingerprint: str, sym_hash: str,
-                    fn_hash: str | None = None) -> list[dict[str, Any]]:
-        """Completed, really evaluated trials (any experiment) under an evaluator fingerprint
-        whose symbolic or functional hash matches: the equivalence cache's lookup.
-
-        Trials run with an input artifact are left out: their result depends on more
-        than their candidate (e.g. a sharpDARTS supernet run, an IMP round)."""
-        sql = _sql()
-        q = sql.evaluations_sym_fn if fn_hash else sql.evaluations_sym
-        params = {"fingerprint": fingerprint, "sym_hash": sym_hash, "fn_hash": fn_hash}
-        with self.engine.connect() as conn:  # Core, a statement built once: no session
-            return [dict(r) for r in conn.execute(q, params).mappings()]
-
-    def evaluations_many(self, fingerprint: str,
-                         sym_hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """`evaluations` by symbolic hash for several hashes in one query:
-        ``{sym_hash: [trial rows, oldest first]}`` for the hashes that have any."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        wanted = sorted(set(sym_hashes))
-        if not wanted:
-            return found
-        params = {"fingerprint": fingerprint, "sym_hashes": wanted}
-        with self.engine.connect() as conn:
-            for r in conn.execute(_sql().evaluations_syms, params).mappings():
-                found.setdefault(r["sym_hash"], []).append(dict(r))
-        return found
-
-    def cache_counters(self, exp_id: int) -> dict[str, float]:
-        """Equivalence-cache counters: misses (real evaluations), hits, attached, seconds saved."""
-        q = (select(TrialRow.status, TrialRow.cache_kind, func.count(),
-                    func.coalesce(func.sum(TrialRow.saved_time), 0.0))
-             .where(TrialRow.experiment_id == exp_id)
-             .group_by(TrialRow.status, TrialRow.cache_kind))
-        out = {"misses": 0, "hits": 0, "attached": 0, "saved_s": 0.0}
-        with self._session() as s:
-            for status, kind, n, saved in s.execute(q):
-                if status == TrialStatus.CACHED:
-                    out["attached" if kind == "attached" else "hits"] += n
-                    out["saved_s"] += float(saved)
-                elif status in (TrialStatus.COMPLETED, TrialStatus.FAILED):
-                    out["misses"] += n
-        return out
+            if feedback:
+                conn.execute(sql.insert_feedback, [
+                    {"experiment_id": e, "trial_id": t, "seq": q} for e, t, q in feedback])
 
     def clear_curve(self, trial_id: int) -> None:
         """Deletes a trial's curve points (before it is run again)."""

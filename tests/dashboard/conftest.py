@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from dashboard_helpers import TWO, fill_more, fill_store
-from memnas.store import Store
+from memnas.store import Store, reader
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +32,11 @@ def empty_store(tmp_path_factory) -> str:
 
 
 @pytest.fixture
-def two_objective_trials(dashboard_store) -> tuple[dict, list[dict]]:
-    """The two-objective experiment's row and its trial rows."""
+def two_objective_frame(dashboard_store) -> tuple[dict, "pd.DataFrame"]:
+    """The two-objective experiment's row and its trials frame (`reader.trials_frame`)."""
     store = Store(dashboard_store, read_only=True)
     try:
         exp = store.require_experiment(TWO)
-        return exp, store.trials(exp["id"])
+        return exp, reader.trials_frame(store, exp["id"], exp["objectives"])
     finally:
         store.close()

@@ -9,31 +9,33 @@ import pandas as pd
 import pyglove as pg
 import pytest
 
-from memnas.bench._synthetic import fill
-from memnas.dashboard import _sql, analysis, architecture, data
+from memnas.bench.synthetic import fill
+from memnas.dashboard import analysis, architecture, data
 from memnas.pareto import hypervolume_2d
 from memnas.searchspace import memory_space
-from memnas.store import Store
+from memnas.records import WITH_RESULT
+from memnas.store import Store, reader
 
 OBJ = {"accuracy": "max", "params": "min"}
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """(engine, experiment id, trials frame) of 2000 bulk-inserted synthetic trials."""
+    """(store, experiment id, trials frame) of 2000 bulk-inserted synthetic trials."""
     url = f"sqlite:///{tmp_path_factory.mktemp('analysis')}/s.db"
     exp_id = fill(url, 2000, name="s")
     store = Store(url, read_only=True)
-    yield store.engine, exp_id, _sql.trials_frame(store.engine, exp_id, OBJ)
+    yield store, exp_id, reader.trials_frame(store, exp_id, OBJ)
     store.close()
 
 
 def test_sql_frame_matches_the_store_rows(synthetic):
-    engine, exp_id, df = synthetic
-    store_rows = {t["number"]: t for t in Store(str(engine.url), read_only=True).trials(exp_id)}
+    store, exp_id, df = synthetic
+    store_rows = {t["number"]: t for t in store.trials(exp_id)}
     assert len(df) == len(store_rows) == 2000
     assert list(df.columns[:5]) == ["number", "status", "summary", "accuracy", "params"]
     assert df.attrs["costs"] == ["latency_ms", "params"]
+    assert df.attrs["values"] == ["accuracy", "params", "loss", "latency_ms"]
     for _, row in df.sample(50, random_state=0).iterrows():
         t = store_rows[row["number"]]
         assert row["status"] == t["status"] and row["summary"] == t["summary"]
@@ -51,21 +53,23 @@ def test_stamp_changes_when_a_trial_does(tmp_path):
     url = f"sqlite:///{tmp_path}/st.db"
     exp_id = fill(url, 20, name="s")
     store = Store(url)
-    before = _sql.stamp(store.engine, exp_id)
+    before = reader.stamp(store, exp_id)
     tid, _ = store.add_trial(exp_id, status="running", dna=[], decisions={}, candidate="{}",
                              sym_hash="x" * 64)
-    assert _sql.stamp(store.engine, exp_id) != before
+    assert reader.stamp(store, exp_id) != before
     store.close()
 
 
-def test_decisions_read_in_sql(synthetic):
-    engine, exp_id, df = synthetic
-    keys = _sql.decision_keys(engine, exp_id)
-    assert keys[:2] == ["d_model", "layers"] or set(keys[:2]) == {"d_model", "layers"}
-    dec = _sql.decisions_frame(engine, exp_id, ["d_model", "layers[0].mixer"])
-    assert len(dec) == 2000 and set(dec["d_model"]) == {"16", "32", "64"}
-    assert dec.loc[0, "d_model"] == df.loc[0, "summary"].split(" ")[0].removeprefix("d=")
-    sample = _sql.decisions_frame(engine, exp_id, ["d_model"], every=10)
+def test_decisions_are_read_as_labels(synthetic):
+    store, exp_id, df = synthetic
+    keys = reader.decision_keys(store, exp_id)
+    assert set(keys[:4]) == {"d_model", "layers", "layers[0].mixer", "layers[0].mlp_ratio"} \
+        or set(keys[:2]) == {"d_model", "layers"}
+    dec = reader.decisions_frame(store, exp_id, ["d_model", "layers[0].mixer", "layers[2].mixer"])
+    assert len(dec) == 2000 and set(dec["d_model"]) == {16, 32, 64}
+    assert str(dec.loc[0, "d_model"]) == df.loc[0, "summary"].split(" ")[0].removeprefix("d=")
+    assert dec["layers[2].mixer"].isna().any() and dec["layers[2].mixer"].notna().any()
+    sample = reader.decisions_frame(store, exp_id, ["d_model"], every=10)
     assert len(sample) == 200 and (sample["number"] % 10 == 0).all()
     stats = analysis.decision_stats(dec, df, "layers[0].mixer", "accuracy")
     att = stats.set_index("choice").loc["attention"]
@@ -79,7 +83,7 @@ def test_hypervolume_over_time_ends_at_the_whole_front(synthetic):
     hv = analysis.hypervolume_over_time(df, "accuracy", "params", OBJ, checkpoints=50)
     assert len(hv) == 50 and (np.diff(hv["hypervolume"]) >= -1e-9).all()
     ref = analysis.reference_point(df, "accuracy", "params", OBJ)
-    done = df[df["status"].isin(data.DONE_STATUSES)].dropna(subset=["accuracy", "params"])
+    done = df[df["status"].isin(WITH_RESULT)].dropna(subset=["accuracy", "params"])
     whole = hypervolume_2d(done[["accuracy", "params"]].to_numpy(), ["max", "min"], ref)
     assert hv["hypervolume"].iloc[-1] == pytest.approx(whole)
     assert hv["number"].iloc[-1] == done["number"].max()
@@ -148,20 +152,24 @@ def test_sql_reads_on_every_backend(store_url):
     exp_id = fill(store_url, 200, name="b")
     store = Store(store_url, read_only=True)
     try:
-        df = _sql.trials_frame(store.engine, exp_id, OBJ)
+        df = reader.trials_frame(store, exp_id, OBJ)
         rows = {t["number"]: t for t in store.trials(exp_id)}
-        done = [t for t in rows.values() if t["status"] in data.DONE_STATUSES]
+        done = [t for t in rows.values() if t["status"] in WITH_RESULT]
         assert len(df) == 200
         assert df["accuracy"].max() == pytest.approx(max(t["metrics"]["accuracy"] for t in done))
         failed = df[df["status"] == "failed"].iloc[0]
         assert failed["error"] == rows[failed["number"]]["error"].splitlines()[-1]
         assert df["finished_at"].iloc[5] == pd.Timestamp(rows[5]["finished_at"])
-        best = _sql.best_values(store.engine, exp_id, OBJ)
+        best = reader.best_values(store, exp_id, OBJ)
         assert best["params"] == pytest.approx(min(t["costs"]["params"] for t in done))
-        assert _sql.number_range(store.engine, exp_id) == (0, 199, 200)
-        dec = _sql.decisions_frame(store.engine, exp_id, ["d_model"], every=7)
+        assert reader.number_range(store, exp_id) == (0, 199, 200)
+        dec = reader.decisions_frame(store, exp_id, ["d_model"], every=7)
         assert list(dec["number"]) == list(range(0, 200, 7))
-        assert _sql.trial_row(store.engine, trial_id=rows[3]["id"])["number"] == 3
-        assert sum(n for _, n, _, _ in _sql.stamp(store.engine, exp_id)) == 200
+        assert reader.trial_row(store, trial_id=rows[3]["id"])["number"] == 3
+        assert sum(n for _, n, _, _ in reader.stamp(store, exp_id)) == 200
+        detail = reader.trials_frame(store, exp_id, OBJ, detail=True)
+        assert detail["layers[0].mixer"].notna().all() and len(detail) == 200
+        front = data.pareto_info(df, "accuracy", "params", OBJ).front
+        assert not front["number"].duplicated().any()
     finally:
         store.close()

@@ -147,15 +147,34 @@ def test_file_that_is_not_a_store(monkeypatch, tmp_path):
     assert len(at.error) == 1 and "cannot open store" in at.error[0].value
 
 
-def test_live_update_and_refresh(monkeypatch, dashboard_store):
-    at = _open(_app(monkeypatch, dashboard_store), TWO)
+def test_live_update_and_refresh(monkeypatch, tmp_path):
+    from memnas.bench.synthetic import fill
+    from memnas.store import Store, utcnow
+
+    url = f"sqlite:///{tmp_path}/live.db"
+    exp_id = fill(url, 20, name="live")
+    at = _open(_app(monkeypatch, url), "live")
     at.button_group(key="memnas_show").set_value(["best", "hypervolume"]).run()
     at.sidebar.toggle[0].set_value(True).run()
     assert not at.exception
     assert len(_chart_titles(at)) >= 3
-    at.sidebar.button[0].click().run()
+    assert {m.label: m.value for m in at.metric}["trials"] == "20"
+    store = Store(url)  # the driver stores a trial while the page is live
+    tid, number = store.add_trial(exp_id, status="running", dna=[], candidate="{}",
+                                  decisions={"d_model": 16, "layers": 1}, sym_hash="f" * 64,
+                                  summary="stored while live")
+    store.update_trial(tid, status="completed", metrics={"accuracy": 0.5, "loss": 1.0},
+                       costs={"params": 1.0, "latency_ms": 0.1}, started_at=utcnow(),
+                       finished_at=utcnow(), wall_time=0.1)
+    store.close()
+    at.sidebar.button[0].click().run()  # "Refresh now": no wait for cached reads to expire
     assert not at.exception
-    assert at.title[0].value == TWO
+    assert at.title[0].value == "live"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["trials"] == "21" and metrics["best params (min)"] == "1"
+    table = at.dataframe(key="memnas_trials_table").value
+    assert len(table) == 21 and "stored while live" in set(table["summary"])
+    assert len(_chart_titles(at)) >= 3
 
 
 def test_database_without_memnas_tables(monkeypatch, tmp_path):

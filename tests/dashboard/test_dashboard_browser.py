@@ -14,11 +14,11 @@ import urllib.request
 import pytest
 
 from dashboard_helpers import MEMORY, TWO
-from memnas.dashboard import _browser
+from memnas.dashboard import browser as headless
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = _browser.find_chromium()
+CHROMIUM = headless.find_chromium()
 try:
     import playwright.sync_api  # noqa: F401
     HAVE_PLAYWRIGHT = True
@@ -31,20 +31,20 @@ needs_browser = pytest.mark.skipif(
             if CHROMIUM is None else "the playwright package is missing (pip install -e .[dev])"))
 
 PAGES = [
-    ("experiments", "/experiments", _browser.TABLE_JS),
-    ("experiment", f"/experiment?experiment={TWO}", _browser.EXPERIMENT_JS),
+    ("experiments", "/experiments", headless.TABLE_JS),
+    ("experiment", f"/experiment?experiment={TWO}", headless.EXPERIMENT_JS),
     ("experiment-all", f"/experiment?experiment={TWO}&show=all",
-     _browser.charts_js("Pareto front", "Best accuracy so far", "Best params so far",
+     headless.charts_js("Pareto front", "Best accuracy so far", "Best params so far",
                         "Hypervolume", "accuracy by ")),
-    ("trial", f"/trial?experiment={MEMORY}&trial=0", _browser.title_js("Architecture")),
-    ("compare", "/compare", _browser.title_js("Pareto fronts")),
+    ("trial", f"/trial?experiment={MEMORY}&trial=0", headless.title_js("Architecture")),
+    ("compare", "/compare", headless.title_js("Pareto fronts")),
 ]
 
 
 @pytest.fixture(scope="module")
 def served(dashboard_store, tmp_path_factory):
     """`memnas dashboard` (the CLI) on the test store, on a free port."""
-    port = _browser.free_port()
+    port = headless.free_port()
     log = tmp_path_factory.mktemp("dashboard_server") / "server.log"
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "memnas.cli", "dashboard", "--store",
@@ -87,7 +87,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def browser():
-    with _browser.browser(CHROMIUM) as b:
+    with headless.browser(CHROMIUM) as b:
         yield b
 
 
@@ -96,11 +96,11 @@ def browser():
 def test_page_renders_without_errors(served, browser, tmp_path, name, path, ready):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        seconds = _browser.load(page, served + path, ready, timeout_s=90)
+        seconds = headless.load(page, served + path, ready, timeout_s=90)
         shot = tmp_path / f"{name}.png"
         page.screenshot(path=str(shot))
         assert shot.stat().st_size > 20_000  # a drawn page, not a blank skeleton
-        assert _browser.errors(page) == []
+        assert headless.errors(page) == []
         text = page.inner_text("body")
         assert "Traceback" not in text and "StreamlitAPIException" not in text
         assert seconds < 90
@@ -112,9 +112,9 @@ def test_page_renders_without_errors(served, browser, tmp_path, name, path, read
 def test_an_error_on_the_page_is_detected(served, browser):
     page = browser.new_page()
     try:
-        _browser.load(page, served + "/experiment?experiment=nope")
+        headless.load(page, served + "/experiment?experiment=nope")
         page.wait_for_selector('[data-testid="stAlertContentError"]', timeout=30_000)
-        problems = _browser.errors(page)
+        problems = headless.errors(page)
         assert len(problems) == 1 and "no experiment named 'nope'" in problems[0]
     finally:
         page.close()
@@ -124,13 +124,13 @@ def test_an_error_on_the_page_is_detected(served, browser):
 def test_clicking_a_trials_row_offers_its_trial_page(served, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        _browser.load(page, served + f"/trial?experiment={TWO}&trial=3",
-                      _browser.title_js("Architecture"), timeout_s=90)
+        headless.load(page, served + f"/trial?experiment={TWO}&trial=3",
+                      headless.title_js("Architecture"), timeout_s=90)
         assert f"{TWO} · trial 3" in page.inner_text("h1")
         page.get_by_role("link", name=f"Back to {TWO}").click()
-        page.wait_for_function(_browser.EXPERIMENT_JS, timeout=90_000)
+        page.wait_for_function(headless.EXPERIMENT_JS, timeout=90_000)
         assert page.url.split("?")[0].endswith("/experiment")
-        assert _browser.errors(page) == []
+        assert headless.errors(page) == []
     finally:
         page.close()
 
@@ -161,7 +161,7 @@ def test_bench_dashboard_measures_the_experiment_page(tmp_path):
 def test_clicking_a_pareto_point_selects_its_trial(served, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        _browser.load(page, served + f"/experiment?experiment={TWO}", _browser.EXPERIMENT_JS,
+        headless.load(page, served + f"/experiment?experiment={TWO}", headless.EXPERIMENT_JS,
                       timeout_s=90)
         chart = page.locator(".js-plotly-plot", has=page.locator(".gtitle",
                                                                  has_text="Pareto front"))
@@ -172,8 +172,8 @@ def test_clicking_a_pareto_point_selects_its_trial(served, browser):
         link = page.get_by_role("link", name=re.compile(r"Open trial \d+")).first
         number = re.search(r"\d+", link.inner_text()).group(0)
         link.click()
-        page.wait_for_function(_browser.title_js("Architecture"), timeout=60_000)
+        page.wait_for_function(headless.title_js("Architecture"), timeout=60_000)
         assert f"{TWO} · trial {number}" in page.inner_text("h1")
-        assert _browser.errors(page) == []
+        assert headless.errors(page) == []
     finally:
         page.close()

@@ -12,7 +12,8 @@ import pytest
 from memnas import dashboard
 from memnas.dashboard import data, plots
 from memnas.pareto import pareto_mask
-from memnas.store import Store
+from memnas.store import Store, reader
+from memnas.store.bulk import insert_trials
 
 from dashboard_helpers import FAILED, SINGLE, TWO
 
@@ -21,7 +22,21 @@ def _trial(number, status="completed", metrics=None, costs=None, error=None):
     return {"number": number, "status": status, "summary": f"cand{number}",
             "metrics": metrics or {}, "costs": costs or {}, "error": error,
             "wall_time": 0.5, "attempt": 1, "cached_from": None, "node": "n",
-            "started_at": None, "finished_at": None}
+            "started_at": None, "finished_at": None, "dna": [], "decisions": {},
+            "candidate": "{}", "sym_hash": f"{number:064x}"}
+
+
+def _frame(tmp_path, trials, objectives):
+    """`reader.trials_frame` of ``trials`` written to a fresh store."""
+    store = Store(f"sqlite:///{tmp_path}/frame.db")
+    exp_id = store.create_experiment("t", space={}, space_hash="0" * 64,
+                                     algorithm={"name": "random"}, evaluator={},
+                                     objectives=dict(objectives), config={})
+    insert_trials(store, exp_id, trials)
+    try:
+        return reader.trials_frame(store, exp_id, objectives)
+    finally:
+        store.close()
 
 
 SYNTHETIC = [
@@ -34,18 +49,21 @@ SYNTHETIC = [
 ]
 
 
-def test_trials_frame_orders_by_number_and_flattens_values():
-    df = data.trials_frame(SYNTHETIC, {"acc": "max"})
+def test_trials_frame_orders_by_number_and_flattens_values(tmp_path):
+    df = _frame(tmp_path, SYNTHETIC, {"acc": "max"})
     assert list(df["number"]) == [0, 1, 2, 3, 4, 5]
     assert list(df.columns[:4]) == ["number", "status", "summary", "acc"]
     assert math.isnan(df.loc[2, "acc"])
     assert df.loc[2, "error"] == "ValueError: boom"
 
 
-def test_value_names_objectives_then_metrics_then_costs():
+def test_value_names_objectives_then_metrics_then_costs(tmp_path):
     trials = [_trial(0, metrics={"b": 1, "acc": 1}, costs={"params": 1, "a": 2})]
-    assert data.value_names(trials, {"params": "min"}) == ["params", "acc", "b", "a"]
-    assert data.cost_names(trials) == {"params", "a"}
+    df = _frame(tmp_path, trials, {"params": "min"})
+    assert df.attrs["values"] == ["params", "acc", "b", "a"]
+    assert df.attrs["costs"] == ["a", "params"]
+    assert data.value_directions(df, {"params": "min"}) == {"params": "min", "acc": "max",
+                                                             "b": "max", "a": "min"}
     assert data.direction_of("a", {}, {"a"}) == "min"
     assert data.direction_of("acc", {}, {"a"}) == "max"
     assert data.direction_of("a", {"a": "max"}, {"a"}) == "max"
@@ -53,8 +71,8 @@ def test_value_names_objectives_then_metrics_then_costs():
 
 @pytest.mark.parametrize("direction,expected", [("max", [0.5, 0.7, 0.7, 0.9]),
                                                 ("min", [0.5, 0.5, 0.2, 0.2])])
-def test_best_so_far_respects_direction(direction, expected):
-    df = data.trials_frame(SYNTHETIC, {"acc": direction})
+def test_best_so_far_respects_direction(tmp_path, direction, expected):
+    df = _frame(tmp_path, SYNTHETIC, {"acc": direction})
     series = data.best_so_far(df, "acc", direction)
     assert list(series["number"]) == [0, 1, 3, 4]  # finished trials only, by number
     assert list(series["best"]) == expected
@@ -63,18 +81,17 @@ def test_best_so_far_respects_direction(direction, expected):
     assert data.best_value(df, "acc", direction) == expected[-1]
 
 
-def test_best_so_far_of_no_finished_trials_is_empty():
-    df = data.trials_frame([_trial(0, "failed"), _trial(1, "running")], {"acc": "max"})
+def test_best_so_far_of_no_finished_trials_is_empty(tmp_path):
+    df = _frame(tmp_path, [_trial(0, "failed"), _trial(1, "running")], {"acc": "max"})
     assert data.best_so_far(df, "acc", "max").empty
     assert data.best_value(df, "acc", "max") is None
     with pytest.raises(ValueError, match="'up'"):
         data.best_so_far(df, "acc", "up")
 
 
-def test_pareto_flags_match_pareto_mask(two_objective_trials):
-    exp, trials = two_objective_trials
+def test_pareto_flags_match_pareto_mask(two_objective_frame):
+    exp, df = two_objective_frame
     directions = dict(exp["objectives"])
-    df = data.trials_frame(trials, directions)
     info = data.pareto_info(df, "params", "accuracy", directions, hover_names=["loss"])
     done = df[df["status"] == "completed"]
     assert len(info.points) == len(done) > 3
@@ -88,19 +105,19 @@ def test_pareto_flags_match_pareto_mask(two_objective_trials):
     assert set(info.points.loc[~info.points["on_front"], "hover"]) <= {""}  # via a template
 
 
-def test_pareto_info_needs_directions():
-    df = data.trials_frame(SYNTHETIC, {"acc": "max"})
+def test_pareto_info_needs_directions(tmp_path):
+    df = _frame(tmp_path, SYNTHETIC, {"acc": "max"})
     with pytest.raises(ValueError, match="'params'"):
         data.pareto_info(df, "acc", "params", {"acc": "max"})
 
 
 def test_experiments_summary_counts_best_and_running_time(dashboard_store):
-    from memnas.dashboard import _sql, analysis
+    from memnas.dashboard import analysis
 
     store = Store(dashboard_store, read_only=True)
     rows = store.experiments()
-    bests = {e["id"]: _sql.best_values(store.engine, e["id"], e["objectives"]) for e in rows}
-    times = _sql.experiment_times(store.engine)
+    bests = {e["id"]: reader.best_values(store, e["id"], e["objectives"]) for e in rows}
+    times = reader.experiment_times(store)
     trials = {e["name"]: store.trials(e["id"]) for e in rows}
     store.close()
     df = analysis.experiments_summary(rows, times, bests)
@@ -127,14 +144,11 @@ def test_small_formatters():
     assert data.algorithm_label({"name": "evolution", "options": {"population_size": 8}}) \
         == "evolution(population_size=8)"
     assert data.algorithm_label(None) == ""
-    assert data.error_snippet("x" * 200, width=10) == "x" * 9 + "…"
-    assert data.error_snippet(None) == ""
     assert data.counts_of({"completed": 2, "cached": 1, "failed": 1}).done == 3
 
 
-def test_plots_draw_the_data(two_objective_trials):
-    exp, trials = two_objective_trials
-    df = data.trials_frame(trials, exp["objectives"])
+def test_plots_draw_the_data(two_objective_frame):
+    exp, df = two_objective_frame
     fig = plots.plot_best_so_far(data.best_so_far(df, "params", "min"), "params", "min")
     assert [t.name for t in fig.data] == ["trials", "best so far"]
     assert "↓ min" in fig.layout.title.text
@@ -182,10 +196,10 @@ def test_launch_runs_streamlit_with_the_store(monkeypatch):
         dashboard.launch("sqlite:///x.db", port=70000)
 
 
-def test_pareto_mask_with_nan_rows_is_respected():
-    df = data.trials_frame([_trial(0, metrics={"a": 1.0, "b": 1.0}),
-                            _trial(1, metrics={"a": 2.0}),
-                            _trial(2, metrics={"a": 0.5, "b": 3.0})], {"a": "max", "b": "max"})
+def test_pareto_mask_with_nan_rows_is_respected(tmp_path):
+    df = _frame(tmp_path, [_trial(0, metrics={"a": 1.0, "b": 1.0}),
+                           _trial(1, metrics={"a": 2.0}),
+                           _trial(2, metrics={"a": 0.5, "b": 3.0})], {"a": "max", "b": "max"})
     info = data.pareto_info(df, "a", "b", {"a": "max", "b": "max"})
     assert list(info.points["number"]) == [0, 2]  # trial 1 lacks b
     assert list(info.points["on_front"]) == list(

@@ -81,6 +81,34 @@ def test_experiment_page_sections(monkeypatch, dashboard_store):
     assert "Reference point (accuracy, params) = (" in _texts(at.caption)
 
 
+def test_pareto_front_shows_each_architecture_once(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=CACHED)
+    assert not at.exception
+    pareto = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Pareto"))
+    front = next(d for d in pareto["data"] if d["name"] == "Pareto front")
+    numbers = _values(front["customdata"])
+    store = Store(dashboard_store, read_only=True)
+    trials = store.trials(_exp_id(dashboard_store, CACHED))
+    store.close()
+    evaluated = sorted(t["number"] for t in trials if t["status"] == "completed")
+    assert len(trials) == 6 and sorted(numbers) == evaluated  # 4 cached twins folded in
+    assert any("cached twins: #" in text for text in front["text"])
+    assert "4 cached twins drawn as the trial they reused" in _texts(at.caption)
+    table = at.dataframe(key="memnas_trials_table").value
+    assert len(table) == 6 and set(table["y"]) == {1, 2}  # a column per decision
+
+
+def test_trials_table_has_a_readable_column_per_decision(monkeypatch, dashboard_store):
+    at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=MEMORY)
+    assert not at.exception
+    table = at.dataframe(key="memnas_trials_table").value
+    columns = list(table.columns)
+    assert columns.index("d_model") < columns.index("layers") < columns.index("layers[0].mixer")
+    assert columns.index("layers[0].mixer") < columns.index("wall_time")
+    assert not any("[=" in c for c in columns)
+    assert table["layers[0].mixer"].str.match(r"^[A-Z]\w+$").all()  # class names
+
+
 def test_pareto_colour_by_a_third_value(monkeypatch, dashboard_store):
     at = _page(_app(monkeypatch, dashboard_store), "views/experiment.py", experiment=TWO)
     exp_id = _exp_id(dashboard_store, TWO)
@@ -261,7 +289,7 @@ def test_live_mode_on_every_page(monkeypatch, dashboard_store):
 def test_a_running_search_shows_up_without_reloading(monkeypatch, tmp_path):
     import time
 
-    from memnas.bench._synthetic import fill
+    from memnas.bench.synthetic import fill
     from memnas.dashboard import _ui
     from memnas.store import utcnow
 
@@ -288,13 +316,11 @@ def test_a_running_search_shows_up_without_reloading(monkeypatch, tmp_path):
 
 
 def test_trial_page_lists_stored_artifacts(monkeypatch, tmp_path):
-    from memnas.bench._synthetic import fill
+    from memnas.bench.synthetic import fill
 
     url = f"sqlite:///{tmp_path}/art.db"
     exp_id = fill(url, 5, name="art")
     store = Store(url)
-    if not hasattr(store, "save_artifact"):
-        pytest.skip("this store has no artifacts API")
     trial = store.trials(exp_id)[2]
     store.save_artifact(trial["id"], "output", {"mask": np.ones((3, 4), dtype="float32"),
                                                 "note": "pruned"})
@@ -309,7 +335,7 @@ def test_trial_page_lists_stored_artifacts(monkeypatch, tmp_path):
 
 
 def test_trial_page_charts_a_supernet_s_alphas_apart_from_its_curve(monkeypatch, tmp_path):
-    from memnas.bench._synthetic import fill
+    from memnas.bench.synthetic import fill
 
     url = f"sqlite:///{tmp_path}/alphas.db"
     exp_id = fill(url, 3, name="darts")

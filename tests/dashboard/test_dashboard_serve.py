@@ -9,7 +9,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard_helpers import CACHED, MEMORY, TWO
-from memnas.dashboard import ENV_VAR, _serve, _sql, _ui, app_path, data
+from memnas.dashboard import ENV_VAR, _serve, _ui, app_path, data
+from memnas.store import reader
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_warm_fills_what_the_experiment_page_reads_first(monkeypatch, dashboard_
     assert out["error"] is None and out["seconds"] > 0
     assert out["experiments"] == [CACHED, MEMORY, out["experiments"][2]]  # newest first
     # The most recent experiments' first view now comes from the caches alone.
-    monkeypatch.setattr(_sql, "trials_frame", _broken)
+    monkeypatch.setattr(reader, "trials_frame", _broken)
     monkeypatch.setattr(data, "pareto_info", _broken)
     monkeypatch.setenv(ENV_VAR, dashboard_store)
     at = AppTest.from_file(app_path(), default_timeout=30).run()
@@ -47,7 +48,7 @@ def test_warm_fills_what_the_experiment_page_reads_first(monkeypatch, dashboard_
 def test_an_experiment_not_warmed_is_read_on_its_first_visit(monkeypatch, dashboard_store,
                                                             cold):
     _serve.warm(dashboard_store, experiments=1)  # only the newest one
-    monkeypatch.setattr(_sql, "trials_frame", _broken)
+    monkeypatch.setattr(reader, "trials_frame", _broken)
     monkeypatch.setenv(ENV_VAR, dashboard_store)
     at = AppTest.from_file(app_path(), default_timeout=30).run()
     at.query_params["experiment"] = TWO

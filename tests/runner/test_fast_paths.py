@@ -10,7 +10,6 @@ import memnas
 import toyspace
 from memnas.runner import state as state_mod
 from memnas.runner._decode import Decoder
-from memnas.runner._records import decisions_of
 from memnas.runner.executors import LocalExecutor
 from memnas.runner.driver import drive
 from memnas.runner.progress import Progress
@@ -31,13 +30,15 @@ from memnas.store import Store
 def test_decoder_equals_materialize(space, fast):
     decoder = Decoder(space)
     assert decoder.fast is fast
+    slow = Decoder(space)
+    slow.fast = False  # the general path: pg.materialize, decisions through PyGlove's DNA
     spec = pg.dna_spec(space)
     for seed in range(25):
         dna = pg.random_dna(spec, random_generator=__import__("random").Random(seed))
         want, got = pg.materialize(space, dna), decoder(dna)
         assert type(got) is type(want) and pg.eq(got, want)
         assert pg.to_json_str(got) == pg.to_json_str(want)
-        assert decoder.decisions(dna) == decisions_of(dna)
+        assert decoder.decisions(dna) == slow.decisions(dna)
 
 
 def _exp(url, name="fast", **kw):

@@ -64,6 +64,7 @@ def test_store_written_before_artifacts_gains_the_table(sqlite_url):
     tid = _trial(store)
     with store.engine.begin() as conn:  # as the first stores were: schema version 1, no revision
         conn.execute(sa.text("DROP TABLE artifacts"))
+        conn.execute(sa.text("DROP TABLE feedback"))
         conn.execute(sa.text("DROP INDEX ix_trials_finished_at"))
         conn.execute(sa.text("DROP TABLE memnas_alembic_version"))
         conn.execute(sa.text("UPDATE memnas_version SET schema_version = 1"))

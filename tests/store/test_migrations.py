@@ -260,7 +260,7 @@ def test_schema_version_that_disagrees_with_the_revision_is_named(sqlite_url):
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE memnas_version SET schema_version = 1"))
     engine.dispose()
-    with pytest.raises(StoreError, match="schema version 1 but revision '0002"):
+    with pytest.raises(StoreError, match="schema version 1 but revision '0003"):
         Store(sqlite_url)
 
 

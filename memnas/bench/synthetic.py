@@ -18,17 +18,17 @@ _TRACEBACK = ("Traceback (most recent call last):\n  File \"memnas/evaluators/tr
               "RuntimeError: loss is not finite (nan) at step {step}")
 
 
-def _trial(rng: random.Random, number: int, start: _dt.datetime) -> dict[str, Any]:
+def _trial(rng: random.Random, number: int, start: _dt.datetime,
+           done: list[dict[str, Any]]) -> dict[str, Any]:
     d_model = rng.choice((16, 32, 64))
     layers = [(rng.choice(MIXERS), rng.choice((1, 2, 4)), rng.choice((1, 2, 4)))
               for _ in range(rng.randint(1, 3))]
-    decisions = {"d_model": f"{(16, 32, 64).index(d_model)}/3 ({d_model})",
-                 "layers": f"{len(layers) - 1}/3 ({len(layers)} blocks)"}
+    decisions: dict[str, Any] = {"d_model": d_model, "layers": len(layers)}
     blocks = []
     for i, (mixer, heads, ratio) in enumerate(layers):
-        decisions[f"layers[{i}].mixer"] = f"{MIXERS.index(mixer)}/6 ({mixer})"
-        decisions[f"layers[{i}].mixer.num_heads"] = f"{(1, 2, 4).index(heads)}/3 ({heads})"
-        decisions[f"layers[{i}].mlp_ratio"] = f"{(1, 2, 4).index(ratio)}/3 ({ratio})"
+        decisions[f"layers[{i}].mixer"] = mixer
+        decisions[f"layers[{i}].mixer.num_heads"] = heads
+        decisions[f"layers[{i}].mlp_ratio"] = ratio
         blocks.append({"_type": "memnas.searchspace.model.Block",
                        "mixer": {"_type": f"memnas.searchspace.mixers.{mixer}.Mixer",
                                  "num_heads": heads},
@@ -56,9 +56,15 @@ def _trial(rng: random.Random, number: int, start: _dt.datetime) -> dict[str, An
     if roll < 0.03:
         row.update(status="failed", metrics={}, costs={},
                    error=_TRACEBACK.format(step=rng.randint(1, 500)))
-    elif roll < 0.13 and number > 10:
-        row.update(status="cached", cached_from=rng.randint(1, number - 1), cache_kind="hit",
-                   saved_time=wall, wall_time=0.0)
+    elif roll < 0.13 and done:
+        # An architecture met again: the equivalence cache reused its twin's result.
+        twin = done[rng.randrange(len(done))]
+        row.update({k: twin[k] for k in ("dna", "decisions", "summary", "candidate",
+                                          "sym_hash", "metrics", "costs")})
+        row.update(status="cached", cached_from_number=twin["number"], cache_kind="hit",
+                   saved_time=twin["wall_time"], wall_time=0.0)
+    else:
+        done.append(row)
     return row
 
 
@@ -68,13 +74,14 @@ def fill(url: str, trials: int, name: str = "synthetic", seed: int = 0,
 
     Trials look like a search of the memory space on MQAR: decisions, summaries,
     candidate JSON, accuracy/loss metrics, params/latency costs; about 3% failed with a
-    traceback and 10% cached. The first ``curves`` trials get training curves.
+    traceback and 10% cached twins of an earlier completed trial (same architecture and
+    values, ``cached_from`` its id). The first ``curves`` trials get training curves.
 
     Returns:
       The experiment's id.
     """
     from memnas.store import Store
-    from memnas.store._models import CurvePointRow, TrialRow
+    from memnas.store.bulk import insert_trials
 
     store = Store(url)
     exp_id = store.create_experiment(
@@ -83,20 +90,12 @@ def fill(url: str, trials: int, name: str = "synthetic", seed: int = 0,
         objectives={"accuracy": "max", "params": "min"}, config={"seed": seed})
     rng = random.Random(seed)
     start = _dt.datetime(2026, 11, 1)
-    rows = [_trial(rng, i, start) for i in range(trials)]
-    ids = {}
-    with store.engine.begin() as conn:
-        for i in range(0, len(rows), 5000):
-            conn.execute(TrialRow.__table__.insert(),
-                         [dict(r, experiment_id=exp_id) for r in rows[i:i + 5000]])
-        q = TrialRow.__table__.select().with_only_columns(TrialRow.id, TrialRow.number) \
-            .where(TrialRow.experiment_id == exp_id, TrialRow.number < curves)
-        ids = dict((n, i) for i, n in conn.execute(q))
-        points = [{"trial_id": ids[n], "step": s, "name": "loss",
-                   "value": 3.0 / (s + 1) + rows[n]["metrics"].get("loss", 1.0)}
-                  for n in sorted(ids) for s in range(0, 100, 10)]
-        if points:
-            conn.execute(CurvePointRow.__table__.insert(), points)
+    done: list[dict[str, Any]] = []
+    rows = [_trial(rng, i, start, done) for i in range(trials)]
+    curve = {n: [{"step": s, "name": "loss",
+                  "value": 3.0 / (s + 1) + rows[n]["metrics"].get("loss", 1.0)}
+                 for s in range(0, 100, 10)] for n in range(min(curves, trials))}
+    insert_trials(store, exp_id, rows, curve)
     store.update_experiment(exp_id, status="completed")
     store.close()
     return exp_id

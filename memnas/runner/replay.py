@@ -1,0 +1,98 @@
+"""Rebuilding an algorithm from the store by replaying its calls in their original order.
+
+A trial's number is the order it was proposed in, and the store's feedback rows give
+the position of every feedback among the calls (see `memnas.store.Store.feedback_order`).
+Replaying the proposals (checking that each gives the stored DNA again) and the
+feedbacks in that order leaves a seeded algorithm, random streams included, exactly
+where the stopped run left it: it goes on as an uninterrupted run would, and trials
+that were running when the run stopped have been proposed (they are rerun as
+themselves) and are never proposed again.
+
+PyGlove's ``recover(history)`` is the fallback where the calls cannot be replayed: an
+algorithm that proposes something else on replay (unseeded, or not deterministic),
+or a store written before feedback was recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import pyglove as pg
+
+from memnas.algorithms.base import AlgorithmHooks
+from memnas.records import WITH_RESULT
+from memnas.runner._records import dna_from_json
+
+__all__ = ["recover", "replay_calls"]
+
+
+def replay_calls(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
+                 trials: Sequence[Mapping[str, Any]], order: Mapping[int, int],
+                 reward: Callable[[Mapping[str, Any]], Any],
+                 output_artifact: Callable[[Mapping[str, Any]], Any]) -> int | None:
+    """Replays the stored calls to a freshly set-up ``algorithm``.
+
+    Args:
+      algorithm: the experiment's algorithm, set up and never called yet.
+      hooks: its `AlgorithmHooks` (``artifact_for`` follows each proposal,
+        ``feedback_artifact`` precedes each feedback, as in the run).
+      trials: the experiment's stored trials, ordered by number.
+      order: ``{trial id: seq}``, the position of each trial's feedback among all calls.
+      reward: a stored trial's reward as the algorithm was given it.
+      output_artifact: a stored trial's output artifact (or its cache source's).
+
+    Returns:
+      The number of calls replayed; None when they cannot be (the algorithm is then
+      half-replayed: build a fresh one).
+    """
+    fed = {seq: t for t in trials if (seq := order.get(t["id"])) is not None}
+    if len(fed) != len(order) or any((t["status"] in WITH_RESULT) != (t["id"] in order)
+                                     for t in trials):
+        return None  # a result without a recorded feedback (an older store), or the reverse
+    proposals = iter(trials)
+    dnas: dict[int, pg.DNA] = {}
+    calls = len(trials) + len(fed)
+    for position in range(calls):
+        t = fed.get(position)
+        if t is not None:
+            dna = dnas.get(t["id"])
+            if dna is None:  # fed back before it was proposed: the order is not a run's
+                return None
+            hooks.feedback_artifact(dna, output_artifact(t))
+            algorithm.feedback(dna, reward(t))
+            continue
+        t = next(proposals, None)
+        if t is None:
+            return None
+        try:
+            dna = algorithm.propose()
+        except StopIteration:
+            return None
+        if pg.to_json(dna) != t["dna"]:
+            return None
+        hooks.artifact_for(dna)
+        dnas[t["id"]] = dna
+    return calls
+
+
+def recover(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
+            trials: Sequence[Mapping[str, Any]], spec: pg.DNASpec,
+            reward: Callable[[Mapping[str, Any]], Any],
+            output_artifact: Callable[[Mapping[str, Any]], Any]) -> int:
+    """The fallback: PyGlove's ``recover(history)`` on a fresh ``algorithm``, each trial
+    with its reward (None for those without a result), output artifacts handed first.
+
+    Returns:
+      The number of calls the stored trials stand for (proposals and feedbacks).
+    """
+    history = []
+    for t in trials:
+        dna = dna_from_json(t["dna"], spec)
+        value = None
+        if t["status"] in WITH_RESULT:
+            hooks.feedback_artifact(dna, output_artifact(t))
+            value = reward(t)
+        history.append((dna, value))
+    if history:
+        algorithm.recover(history)
+    return len(trials) + sum(t["status"] in WITH_RESULT for t in trials)
