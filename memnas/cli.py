@@ -1,4 +1,4 @@
-"""The `memnas` command: run, resume, ls, show, export, dashboard, bench."""
+"""The `memnas` command: run, resume, ls, show, rm, mv, export, dashboard, bench."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from memnas.errors import MemnasError
+from memnas.errors import ConfigError, MemnasError
 
 _STORE_HELP = "SQLAlchemy URL of the store (default: $MEMNAS_STORE or sqlite:///memnas.db)."
 
@@ -130,6 +130,7 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
 def ls_(store: str) -> None:
     """List the experiments in a store."""
     from memnas.store import Store
+    from memnas.store.liveness import shown_status
 
     rows = Store(store, read_only=True).experiments()
     if not rows:
@@ -140,7 +141,7 @@ def ls_(store: str) -> None:
         c = e["counts"]
         done = c.get("completed", 0) + c.get("cached", 0)
         objs = ", ".join(f"{k} ({v})" for k, v in e["objectives"].items())
-        click.echo(f"{e['name']:<28} {e['status']:<12} {e['algorithm'].get('name', '?'):<12} "
+        click.echo(f"{e['name']:<28} {shown_status(e):<12} {e['algorithm'].get('name', '?'):<12} "
                    f"{done:>5} {c.get('failed', 0):>6}  {objs}")
 
 
@@ -152,6 +153,44 @@ def show(name: str, store: str) -> None:
     from memnas.result import Result
 
     _print_summary(Result(name, store))
+
+
+@main.command(name="rm")
+@click.argument("name")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+def rm(name: str, store: str, yes: bool) -> None:
+    """Delete experiment NAME with its trials, curves and artifacts (one transaction)."""
+    from memnas.runner.claim import remove
+
+    s = _existing_store(store)
+    try:
+        trials = {e["name"]: e["num_trials"] for e in s.experiments()}
+        if name not in trials:
+            s.require_experiment(name)  # raises, naming the experiments there are
+        what = f"experiment {name!r} ({trials[name]} trials)"
+        if not yes:
+            click.confirm(f"delete {what} from {s.shown_url}?", abort=True, err=True)
+        remove(s, name)
+    finally:
+        s.close()
+    click.echo(f"deleted {what} from {s.shown_url}", err=True)
+
+
+@main.command(name="mv")
+@click.argument("name")
+@click.argument("new_name")
+@click.option("--store", default=_default_store, help=_STORE_HELP)
+def mv(name: str, new_name: str, store: str) -> None:
+    """Rename experiment NAME to NEW_NAME, with its trials (one statement)."""
+    from memnas.runner.claim import rename
+
+    s = _existing_store(store)
+    try:
+        rename(s, name, new_name)
+    finally:
+        s.close()
+    click.echo(f"renamed experiment {name!r} to {new_name!r} in {s.shown_url}", err=True)
 
 
 @main.command()
@@ -176,22 +215,31 @@ def export(name: str, store: str, fmt: str, output: str | None, plots: tuple[str
         from memnas.store import normalize_url
 
         for path in plots:
-            plot_kind(path, kind)  # a bad name fails before anything is drawn
+            plot_kind(path, kind)  # a bad name or folder fails before anything is drawn
+            _check_folder(path)
         for path in plots:
-            drawn = write_plot(normalize_url(store), name, path, kind, plot_x, plot_y)
+            try:
+                drawn = write_plot(normalize_url(store), name, path, kind, plot_x, plot_y)
+            except OSError as e:
+                raise ConfigError(f"cannot write {path!r}: {e.strerror or e}") from None
             click.echo(f"wrote {drawn} plot of {name!r} to {path}", err=True)
         return
     from memnas.result import Result
 
+    if output:
+        _check_folder(output)
     df = Result(name, store).trials()
     if fmt == "csv":
         df = df.assign(decisions=df["decisions"].map(lambda d: json.dumps(d, sort_keys=True)))
         text = df.to_csv(index=False)
     else:
-        text = df.to_json(orient="records", date_format="iso", indent=1)
+        text = _records_json(df)
     if output:
-        with open(output, "w") as f:
-            f.write(text)
+        try:
+            with open(output, "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise ConfigError(f"cannot write {output!r}: {e.strerror or e}") from None
         click.echo(f"wrote {len(df)} trials to {output}", err=True)
     else:
         click.echo(text, nl=False)
@@ -202,10 +250,11 @@ def export(name: str, store: str, fmt: str, output: str | None, plots: tuple[str
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 def dashboard(store: str, port: int) -> None:
     """Open the Streamlit dashboard on 127.0.0.1 (read-only on the store)."""
-    from memnas.dashboard import launch
+    from memnas.dashboard import check_port, launch
     from memnas.store import Store, normalize_url
 
     Store(store, read_only=True).close()  # a bad URL fails here, in one line
+    check_port(port)  # a taken port too, before the URL is printed and the caches warmed
     click.echo(f"memnas dashboard: http://127.0.0.1:{port}  (store {normalize_url(store)})", err=True)
     sys.exit(launch(normalize_url(store), port=port))
 
@@ -225,6 +274,46 @@ def bench(name: str, json_path: str | None, quick: bool) -> None:
     run_bench(name, json_path=json_path, quick=quick)
     if json_path:
         click.echo(f"wrote {json_path}", err=True)
+
+
+def _existing_store(url: str) -> Any:
+    """The store at ``url`` opened for writing, if it exists: a missing SQLite file or a
+    database that is no memnas store fails in one line, and nothing is created."""
+    from memnas.store import Store
+
+    Store(url, read_only=True).close()
+    return Store(url)
+
+
+def _check_folder(path: str) -> None:
+    """Refuses an output file whose folder does not exist (before anything is read)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write {path!r}: folder {os.path.dirname(path) or folder!r} "
+                          "does not exist")
+
+
+def _records_json(df: Any) -> str:
+    """Trials as a JSON array of records with every float at full precision (pandas'
+    ``to_json`` rounds to 10 digits); NaN and missing values as null, times in ISO 8601."""
+    import math
+
+    import pandas as pd
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, pd.Timestamp):
+            return v.isoformat()
+        if v is None or v is pd.NaT or v is pd.NA:
+            return None
+        v = v.item() if hasattr(v, "item") and not isinstance(v, str) else v
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return json.dumps([{str(k): plain(v) for k, v in r.items()}
+                       for r in df.to_dict(orient="records")], indent=1)
 
 
 def _print_summary(result: Any) -> None:
@@ -251,10 +340,23 @@ def _print_summary(result: Any) -> None:
             also = f"  (cached twin{'s' if len(twins) > 1 else ''} " \
                 f"{', '.join(f'#{n}' for n in twins)})" if twins else ""
             click.echo(f"    #{row['number']:<4} {vals}{also}  {row['summary']}")
+    _print_supernets(df, objectives)
     failed = df[df["status"] == "failed"] if not df.empty else df
     for _, row in failed.head(3).iterrows():
         last = (row["error"] if isinstance(row["error"], str) else "").strip().splitlines()
         click.echo(f"  failed #{row['number']}: {last[-1] if last else '?'}")
+
+
+def _print_supernets(df: Any, objectives: dict[str, str]) -> None:
+    """Lists supernet runs apart: their values are the mixed network's, never ranked."""
+    from memnas.store.roles import supernet_mask
+
+    runs = df[supernet_mask(df)] if not df.empty else df
+    if len(runs):
+        click.echo(f"  supernet runs (not candidates: never best, not on the front): {len(runs)}")
+    for _, row in runs.iterrows():
+        vals = "  ".join(f"{k}={row[k]:.4g}" for k in objectives if k in row and row[k] == row[k])
+        click.echo(f"    #{row['number']:<4} {row['status']}  {vals}  {row['summary']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

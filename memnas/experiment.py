@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pyglove as pg
 
-from memnas.algorithms import make_algorithm
+from memnas.algorithms import hooks_of, make_algorithm
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json, evaluator_fingerprint
 from memnas.pareto import check_objectives
@@ -36,8 +36,8 @@ class Experiment:
       algorithm_options: keyword options of a named algorithm (e.g. ``population_size``).
       max_attempts: runs of a trial whose worker dies (or whose driver stopped) before
         it is stored as failed.
-      timeout_s: seconds an evaluation may take; a slower one is cancelled (Ray) or
-        refused (in-process) and stored as failed. None: no limit.
+      timeout_s: seconds an evaluation may take, counted from its start on the worker;
+        a slower one is stopped there at the limit and stored as failed. None: no limit.
       cache: use the functional-equivalence cache: a candidate whose canonical or
         functional hash matches a stored evaluation under the same evaluator
         fingerprint reuses it (status ``cached``); one matching a running trial waits
@@ -84,7 +84,9 @@ class Experiment:
         self.algorithm = algorithm
         self.algorithm_options = dict(algorithm_options or {})
         self.seed = int(seed)
-        self.make_algorithm()  # fails now, before anything is written, on a bad name
+        # Fails now, before anything is written, on a bad name or an evaluator the
+        # algorithm cannot use (sharp_darts without a SupernetEvaluator).
+        hooks_of(self.make_algorithm()).check_evaluator(evaluator)
         try:
             self.objectives = check_objectives(objectives or {"accuracy": "max"})
         except ValueError as e:

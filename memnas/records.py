@@ -51,6 +51,17 @@ WITH_RESULT = frozenset({TrialStatus.COMPLETED, TrialStatus.CACHED})
 TRIAL_STATUSES = tuple(s.value for s in TrialStatus)
 """Every status's stored value, in lifecycle order."""
 
+SUPERNET_METRIC = "supernet"
+"""The metric an evaluator sets to 1 on the run of a weight-sharing supernet (sharpDARTS's
+`SupernetEvaluator`): that trial measured the mixed network, not its candidate, so it is
+never a best trial nor on a Pareto front (see `is_supernet`)."""
+
+
+def is_supernet(values: Mapping[str, Any]) -> bool:
+    """Whether a trial's metrics (or values) mark it as a supernet run, not a candidate."""
+    flag = values.get(SUPERNET_METRIC)
+    return isinstance(flag, (int, float)) and flag == 1
+
 
 @dataclasses.dataclass
 class Outcome:
@@ -118,6 +129,18 @@ class Outcome:
 def values_of(trial: Mapping[str, Any]) -> dict[str, float]:
     """A stored trial's metrics and costs in one mapping (metrics win on a clash)."""
     return {**(trial.get("costs") or {}), **(trial.get("metrics") or {})}
+
+
+def timed_out_reason(limit: float, seconds: float | None = None) -> str:
+    """The one wording of a trial failed for its time limit.
+
+    Args:
+      limit: the experiment's ``timeout_s``.
+      seconds: how long the evaluation ran, or None when it was still running (stopped
+        from outside, by the driver).
+    """
+    ran = "still running after" if seconds is None else f"ran {seconds:.1f} s, over"
+    return f"timed out: {ran} the time limit of {limit} s"
 
 
 def error_summary(text: str | None) -> str:

@@ -6,8 +6,8 @@ from typing import Any
 
 from memnas.errors import ConfigError
 from memnas.pareto import pareto_mask
-from memnas.records import WITH_RESULT
-from memnas.store import DEFAULT_URL, Store, reader
+from memnas.store import DEFAULT_URL, Store, reader, roles
+from memnas.store.liveness import shown_status
 
 
 class Result:
@@ -24,7 +24,8 @@ class Result:
     def __init__(self, name: str, store: str = DEFAULT_URL) -> None:
         self.name = name
         self._store = Store(store, read_only=True)
-        self.experiment = self._store.require_experiment(name)
+        exp = self._store.require_experiment(name)
+        self.experiment = {**exp, "status": shown_status(exp)}  # a dead driver's: interrupted
 
     @property
     def objectives(self) -> dict[str, str]:
@@ -46,8 +47,9 @@ class Result:
                                    detail=True)
 
     def pareto_front(self, objectives: dict[str, str] | None = None) -> "Any":
-        """The non-dominated trials with a result for ``objectives`` (default: the
-        experiment's), each architecture once.
+        """The non-dominated candidates with a result for ``objectives`` (default: the
+        experiment's), each architecture once; a supernet run is no candidate
+        (`memnas.store.roles`).
 
         A cached twin of a trial also in the front (or trials sharing a ``sym_hash`` with
         equal values) is folded into the evaluated trial: its number is listed in that
@@ -58,18 +60,19 @@ class Result:
         names = list(objectives)
         if df.empty or any(n not in df.columns for n in names):
             return df.iloc[0:0].assign(twins=[])
-        done = reader.fold_twins(df[df["status"].isin(WITH_RESULT)], names)
+        done = reader.fold_twins(roles.candidates(df), names)
         mask = pareto_mask(done[names].to_numpy(dtype=float), [objectives[n] for n in names])
         return done[mask].sort_values(names[0], ascending=objectives[names[0]] == "min")
 
     def best(self, objective: str | None = None) -> dict[str, Any] | None:
-        """The trial with a result best on ``objective`` (default: the first objective)."""
+        """The candidate with a result best on ``objective`` (default: the first
+        objective); never a supernet run (`memnas.store.roles`)."""
         objective = objective or next(iter(self.objectives))
         direction = self.objectives.get(objective, "max")
         df = self.trials()
         if df.empty or objective not in df.columns:
             return None
-        done = df[df["status"].isin(WITH_RESULT)].dropna(subset=[objective])
+        done = roles.candidates(df).dropna(subset=[objective])
         if done.empty:
             return None
         idx = done[objective].idxmax() if direction == "max" else done[objective].idxmin()

@@ -36,3 +36,29 @@ def slow_logged(p, ctx):
     with open(os.path.join(os.environ["MEMNAS_TEST_DIR"], "evaluations.log"), "a") as f:
         f.write(f"{ctx.trial}\n")
     return {"accuracy": p.x, "params": float(p.y)}
+
+
+def naps(p, ctx):
+    """Takes ~0.2 s, every trial."""
+    time.sleep(0.2)
+    return {"accuracy": p.x, "params": float(p.y)}
+
+
+def overruns(p, ctx):
+    """Trial 1 takes 4 s (after writing its worker's pid to 'overrun.pid'); the others
+    ~0.1 s. Each returns its worker's pid as the cost ``pid``."""
+    if ctx.trial == 1:
+        with open(os.path.join(os.environ["MEMNAS_TEST_DIR"], "overrun.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(4)
+    else:
+        time.sleep(0.1)
+    return {"accuracy": p.x, "params": float(p.y), "pid": float(os.getpid())}
+
+
+def deaf(p, ctx):
+    """Trial 1 blocks SIGALRM (as code stuck in C would not answer it) and hangs."""
+    if ctx.trial == 1:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(600)
+    return {"accuracy": p.x, "params": float(p.y)}

@@ -251,3 +251,179 @@ def test_run_bad_name_or_store_is_one_line_and_writes_nothing(tmp_path):
         assert r.exit_code == 2, r.output
         assert r.output.startswith(msg) and r.output.count("\n") == 1, r.output
         assert not db.exists()  # refused before the store was opened
+
+
+@pytest.mark.parametrize("source,where,what", [
+    ("import memnas\nx = (1,\ndef f(:\n    pass\n", "line 3", "SyntaxError: "),
+    ("import memnas\n\n\ndef make():\n    return {}['gone']\n\n\nexperiment = make()\n",
+     "line 5", "KeyError: 'gone'"),
+    ("import json\nexperiment = json.loads('{not json')\n", "line 2",
+     "JSONDecodeError: Expecting property name"),
+])
+def test_run_on_a_broken_file_is_one_line_naming_file_line_and_exception(tmp_path, source,
+                                                                        where, what):
+    f = tmp_path / f"broken_{abs(hash(source)) % 10**8}.py"
+    f.write_text(source)
+    r = CliRunner().invoke(main, ["run", str(f), "--executor", "local"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(f"error: experiment file {str(f)!r} failed at {where}: {what}")
+    assert r.output.count("\n") == 1, r.output
+
+
+def _precise(c, ctx):
+    return {"accuracy": 0.1234567890123456789 + c["y"] / 3, "params": 1e-13 * c["y"]}
+
+
+@pytest.fixture
+def precise_store(tmp_path):
+    import memnas
+    import pyglove as pg
+
+    url = f"sqlite:///{tmp_path}/precise.db"
+    memnas.Experiment(name="precise", space=pg.Dict(y=pg.oneof([1, 2])), evaluator=_precise,
+                      algorithm="random", objectives={"accuracy": "max", "params": "min"},
+                      store=url, cache=False).run(max_trials=2, workers=1, executor="local")
+    return url
+
+
+def test_export_json_keeps_every_float_digit(precise_store, tmp_path):
+    out = tmp_path / "t.json"
+    r = CliRunner().invoke(main, ["export", "precise", "--store", precise_store, "--format",
+                                  "json", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(out.read_text())
+    for row in rows:
+        y = row["decisions"]["y"]
+        assert row["accuracy"] == 0.1234567890123456789 + y / 3  # bit for bit, as in CSV
+        assert row["params"] == 1e-13 * y
+        assert row["error"] is None and row["started_at"].startswith("20")
+
+
+@pytest.mark.parametrize("args", [["--format", "csv", "-o", "missing_folder/out.csv"],
+                                  ["--format", "json", "-o", "missing_folder/out.json"],
+                                  ["--plot", "missing_folder/pareto.png"]])
+def test_export_into_a_missing_folder_is_one_line(precise_store, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["export", "precise", "--store", precise_store, *args])
+    assert r.exit_code == 2, r.output
+    assert r.output == f"error: cannot write {args[-1]!r}: folder 'missing_folder' does not " \
+                       "exist\n"
+
+
+def _rows_of(url, name):
+    """How many rows experiment ``name`` has in each table (by its id)."""
+    import sqlalchemy as sa
+
+    from memnas.store import Store
+
+    s = Store(url, read_only=True)
+    row = s.experiment(name)
+    if row is None:
+        return None
+    trials = "SELECT id FROM trials WHERE experiment_id = :e"
+    counts = {}
+    with s.engine.connect() as conn:
+        for table, where in (("trials", "experiment_id = :e"),
+                             ("feedback", "experiment_id = :e"),
+                             ("curve_points", f"trial_id IN ({trials})"),
+                             ("artifacts", f"trial_id IN ({trials})")):
+            counts[table] = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {where}"),
+                                         {"e": row["id"]}).scalar()
+    s.close()
+    return counts
+
+
+def _two_experiments(url):
+    """Experiments 'a' (3 trials, curves, feedback, an artifact) and 'keep' (2 trials)."""
+    import numpy as np
+
+    import memnas
+    import toyspace
+    from memnas.store import Store
+
+    for name, n in (("a", 3), ("keep", 2)):
+        memnas.Experiment(name=name, space=toyspace.point_space(), evaluator=toyspace.evaluate,
+                          algorithm="random", store=url).run(max_trials=n, executor="local")
+    s = Store(url)
+    s.save_artifact(s.trials(s.experiment("a")["id"])[0]["id"], "output", {"w": np.ones(3)})
+    s.close()
+
+
+def _held(url, name, driver="elsewhere:1"):
+    """Marks ``name`` as run by a live driver on another host (fresh heartbeat)."""
+    from memnas.store import Store, utcnow
+
+    s = Store(url)
+    s.update_experiment(s.experiment(name)["id"], status="running", driver=driver,
+                        heartbeat_at=utcnow())
+    s.close()
+
+
+def _one_error_line(r, start):
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith(start) and r.output.count("\n") == 1, r.output
+
+
+def test_rm_deletes_an_experiment_with_its_rows_after_asking(store_url):
+    _two_experiments(store_url)
+    a, keep = _rows_of(store_url, "a"), _rows_of(store_url, "keep")
+    assert a["trials"] == 3 and a["curve_points"] > 0 and a["feedback"] == 3 \
+        and a["artifacts"] == 1
+    r = CliRunner().invoke(main, ["rm", "a", "--store", store_url], input="n\n")
+    assert r.exit_code == 1 and "delete experiment 'a' (3 trials) from" in r.output
+    assert _rows_of(store_url, "a") == a                       # answered no: kept
+    r = CliRunner().invoke(main, ["rm", "a", "--store", store_url], input="y\n")
+    assert r.exit_code == 0 and "deleted experiment 'a' (3 trials)" in r.output, r.output
+    assert _rows_of(store_url, "a") is None and _rows_of(store_url, "keep") == keep
+    import sqlalchemy as sa
+
+    from memnas.store import Store
+
+    s = Store(store_url)
+    with s.engine.connect() as conn:  # nothing of 'a' is left in any table
+        for table in ("trials", "feedback", "curve_points", "artifacts"):
+            left = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+            assert left == sum(v for k, v in keep.items() if k == table), table
+    s.close()
+    _one_error_line(CliRunner().invoke(main, ["rm", "a", "--store", store_url, "--yes"]),
+                    "error: no experiment named 'a' in ")
+    _held(store_url, "keep")
+    _one_error_line(CliRunner().invoke(main, ["rm", "keep", "--store", store_url, "--yes"]),
+                    "error: experiment 'keep' is being run by driver elsewhere:1 (heartbeat ")
+    assert _rows_of(store_url, "keep") == keep
+
+
+def test_mv_renames_with_its_trials_and_refuses_bad_names(store_url):
+    import memnas
+    import toyspace
+
+    _two_experiments(store_url)
+    a = _rows_of(store_url, "a")
+    r = CliRunner().invoke(main, ["mv", "a", "b", "--store", store_url])
+    assert r.exit_code == 0 and "renamed experiment 'a' to 'b'" in r.output, r.output
+    assert _rows_of(store_url, "a") is None and _rows_of(store_url, "b") == a
+    result = memnas.Experiment(name="b", space=toyspace.point_space(),
+                               evaluator=toyspace.evaluate, algorithm="random",
+                               store=store_url).run(max_trials=5, executor="local")
+    assert list(result.trials()["number"]) == list(range(5))  # continued under its new name
+    for args, msg in [
+        (["b", "keep"], "error: experiment 'keep' already exists in "),
+        (["b", "b"], "error: experiment 'b' already exists in "),
+        (["nope", "x"], "error: no experiment named 'nope' in "),
+        (["b", ""], "error: new experiment name must be a non-empty string of at most 200 "
+                    "characters, got ''"),
+        (["b", "n" * 201], "error: new experiment name must be a non-empty string"),
+    ]:
+        _one_error_line(CliRunner().invoke(main, ["mv", *args, "--store", store_url]), msg)
+    _held(store_url, "b")
+    _one_error_line(CliRunner().invoke(main, ["mv", "b", "c", "--store", store_url]),
+                    "error: experiment 'b' is being run by driver elsewhere:1 (heartbeat ")
+    assert _rows_of(store_url, "c") is None and _rows_of(store_url, "b")["trials"] == 5
+
+
+def test_rm_and_mv_on_a_missing_store_create_nothing(tmp_path):
+    db = tmp_path / "typo.db"
+    for args in (["rm", "a", "--yes"], ["mv", "a", "b"]):
+        _one_error_line(CliRunner().invoke(main, [*args, "--store", f"sqlite:///{db}"]),
+                        "error: cannot open store ")
+    assert not db.exists()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from memnas.algorithms._supernet import Supernet, build_supernet
 from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
+from memnas.records import SUPERNET_METRIC
 
 IGNORE_INDEX = -100
 _TRAIN, _VALID, _HELD_OUT = 11, 12, 13  # seed streams: weights, alphas, final measurement
@@ -235,6 +236,17 @@ def _report_alphas(supernet: Supernet, report: Callable[..., None], step: int) -
     report(step, **points)
 
 
+def supernet_summary(supernet: Supernet) -> str:
+    """Each mixed decision's choices with their weights, largest first: the summary
+    a supernet trial is shown with (``layers[0].mixer: SoftmaxAttention 0.81,
+    LinearAttention 0.19; ...``)."""
+    parts = []
+    for d, probs in zip(supernet.decisions, supernet.probabilities().values()):
+        ranked = sorted(zip(d.choices, probs), key=lambda cp: -float(cp[1]))
+        parts.append(f"{d.label}: " + ", ".join(f"{c} {float(p):.2f}" for c, p in ranked))
+    return "; ".join(parts)
+
+
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(1)[0])
 
@@ -246,8 +258,10 @@ class SupernetEvaluator:
     A trial whose input artifact holds a ``"sharp_darts"`` request trains the
     supernet of ``space`` (`build_supernet` with the request's ``fixed``/``default``
     rule and weighting) on ``task`` with `train_supernet`, and returns the alphas as
-    its output artifact. Every other trial goes to ``evaluator`` unchanged, so a
-    derived architecture is measured exactly as any other algorithm's. The
+    its output artifact (with a ``summary`` of the choice weights), its metrics marked
+    ``supernet=1`` (`memnas.records.SUPERNET_METRIC`: the trial is shown as the
+    supernet, never as a candidate). Every other trial goes to ``evaluator``
+    unchanged, so a derived architecture is measured exactly as any other one. The
     fingerprint is ``evaluator``'s: its results are shared with experiments that use
     ``evaluator`` itself.
 
@@ -301,12 +315,13 @@ class SupernetEvaluator:
         params = sum(p.numel() for p in supernet.weight_parameters())
         decisions = [dataclasses.asdict(d) for d in supernet.decisions]
         artifact = {
+            "summary": supernet_summary(supernet),
             "decisions": decisions,
             "alphas": {f"d{i}": a.detach().cpu().numpy() for i, a in enumerate(supernet.alphas)},
             "trajectory": {f"d{i}": out["trajectory"][d["id"]] for i, d in enumerate(decisions)},
             "fixed": [[k, v] for k, v in supernet.fixed.items()],
         }
         return Measurement(
-            metrics={"accuracy": out["accuracy"], "loss": out["loss"], "supernet": 1.0},
+            metrics={"accuracy": out["accuracy"], "loss": out["loss"], SUPERNET_METRIC: 1.0},
             costs={"params": float(params), "search_s": time.perf_counter() - start},
             artifact=artifact)

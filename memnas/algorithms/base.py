@@ -29,6 +29,8 @@ class AlgorithmHooks:
     - `waiting`: while true, ``propose`` raising ``StopIteration`` means "nothing until
       a running trial reports back" (sharpDARTS derives its architecture from the
       supernet trial's output), so the driver waits instead of ending the search.
+    - `check_evaluator`: called when an `memnas.Experiment` is made, to refuse an
+      evaluator the algorithm cannot work with (sharpDARTS needs a supernet evaluator).
     """
 
     @property
@@ -42,6 +44,13 @@ class AlgorithmHooks:
 
     def feedback_artifact(self, dna: pg.DNA, artifact: dict[str, Any] | None) -> None:
         """Receives the evaluator's output artifact (None if it returned none)."""
+
+    def check_evaluator(self, evaluator: Any) -> None:
+        """Refuses an evaluator this algorithm cannot search with; accepts any by default.
+
+        Raises:
+          ConfigError: the evaluator cannot serve this algorithm; one line naming it.
+        """
 
 
 _DEFAULTS = AlgorithmHooks()

@@ -123,6 +123,18 @@ class SharpDARTS(pg.geno.DNAGenerator, AlgorithmHooks):
         if reward is not None:
             self._feedback(dna, reward)
 
+    def check_evaluator(self, evaluator: Any) -> None:
+        """Refuses an evaluator that trains no supernet: with one, the supernet trial
+        would be an ordinary trial of the default architecture and nothing is derived.
+
+        Raises:
+          ConfigError: ``evaluator`` is not a `SupernetEvaluator`.
+        """
+        if not isinstance(evaluator, SupernetEvaluator):
+            raise ConfigError(f"algorithm sharp_darts needs evaluator=SupernetEvaluator(task_"
+                              f"evaluator, space), got {type(evaluator).__name__}: "
+                              f"{evaluator!r:.60}")
+
     # -- the artifact channel ---------------------------------------------------------
     def artifact_for(self, dna: pg.DNA) -> dict[str, Any] | None:
         """The supernet request for a supernet DNA; None for a derived one."""

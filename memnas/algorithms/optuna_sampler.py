@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import inspect
 import math
 import warnings
 from typing import Any, Callable, Sequence
@@ -220,45 +221,72 @@ class OptunaSampler(pg.geno.DNAGenerator):
         self._study.add_trial(trial)
 
 
+def _named(sampler: str, seed: int | None, options: dict[str, Any],
+           num_objectives: int = 1, **quiet: Any) -> OptunaSampler:
+    """An `OptunaSampler` of a named sampler with Optuna's own defaults and ``options``.
+
+    Args:
+      sampler: A name in `SAMPLERS`.
+      seed: The sampler's seed.
+      options: The user's keyword options of the Optuna sampler class.
+      num_objectives: Objectives of the study.
+      **quiet: Options that only silence Optuna's warnings (the user's win).
+
+    Raises:
+      TypeError: an option the installed Optuna's sampler does not take (the
+        registry turns it into a one-line ConfigError).
+    """
+    import optuna
+
+    cls = getattr(optuna.samplers, SAMPLERS[sampler])
+    accepted = set(inspect.signature(cls).parameters) - {"seed"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"optuna {optuna.__version__}'s {cls.__name__} has no option "
+                        f"{unknown[0]!r}")
+    return OptunaSampler(sampler=sampler, seed=seed, num_objectives=num_objectives,
+                         sampler_options={**quiet, **options})
+
+
+# The registered samplers take the installed Optuna's defaults (memnas pins none of their
+# search settings); only warnings that every conditional or categorical space would
+# trigger on each trial are turned off.
 @register_algorithm("tpe")
-def tpe(seed: int | None = None, n_startup_trials: int = 10, multivariate: bool = False,
-        constant_liar: bool = True) -> OptunaSampler:
-    """Optuna's TPE (Bergstra et al. 2011); ``constant_liar`` spreads proposals in flight."""
-    return OptunaSampler(sampler="tpe", seed=seed, sampler_options=dict(
-        n_startup_trials=n_startup_trials, multivariate=multivariate,
-        constant_liar=constant_liar))
+def tpe(seed: int | None = None, **options: Any) -> OptunaSampler:
+    """Optuna's TPE (Bergstra et al. 2011) with Optuna's defaults; ``options``: `TPESampler`'s."""
+    return _named("tpe", seed, options)
 
 
 @register_algorithm("cmaes")
-def cmaes(seed: int | None = None, n_startup_trials: int = 1) -> OptunaSampler:
+def cmaes(seed: int | None = None, **options: Any) -> OptunaSampler:
     """Optuna's CMA-ES over the float decisions (needs the ``cmaes`` package).
 
     CMA-ES handles only numerical parameters: categorical decisions are sampled
-    independently (at random) by Optuna.
+    independently (at random) by Optuna. ``options``: `CmaEsSampler`'s.
 
     Raises:
       ConfigError: the ``cmaes`` package is not installed.
     """
     if importlib.util.find_spec("cmaes") is None:
         raise ConfigError("algorithm 'cmaes' needs the cmaes package: pip install cmaes")
-    return OptunaSampler(sampler="cmaes", seed=seed, sampler_options=dict(
-        n_startup_trials=n_startup_trials, warn_independent_sampling=False))
+    return _named("cmaes", seed, options, warn_independent_sampling=False)
 
 
 @register_algorithm("gp")
-def gp(seed: int | None = None, n_startup_trials: int = 10) -> OptunaSampler:
+def gp(seed: int | None = None, **options: Any) -> OptunaSampler:
     """Optuna's Gaussian-process Bayesian optimisation (GPSampler; needs torch and scipy).
 
     Its GP covers the parameters every trial has; decisions inside conditional
-    branches are sampled independently (at random) by Optuna.
+    branches are sampled independently (at random) by Optuna. ``options``: `GPSampler`'s.
     """
-    return OptunaSampler(sampler="gp", seed=seed, sampler_options=dict(
-        n_startup_trials=n_startup_trials, warn_independent_sampling=False))
+    return _named("gp", seed, options, warn_independent_sampling=False)
 
 
 @register_algorithm("optuna_nsga2")
-def optuna_nsga2(seed: int | None = None, population_size: int = 50,
-                 num_objectives: int = 2) -> OptunaSampler:
-    """Optuna's NSGA-II (multi-objective); the reward is a tuple of ``num_objectives``."""
-    return OptunaSampler(sampler="nsga2", seed=seed, num_objectives=num_objectives,
-                         sampler_options=dict(population_size=population_size))
+def optuna_nsga2(seed: int | None = None, num_objectives: int = 2,
+                 **options: Any) -> OptunaSampler:
+    """Optuna's NSGA-II (multi-objective); the reward is a tuple of ``num_objectives``.
+
+    ``options``: `NSGAIISampler`'s (``population_size``, ...).
+    """
+    return _named("nsga2", seed, options, num_objectives=num_objectives)

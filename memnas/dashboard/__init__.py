@@ -5,12 +5,16 @@ Importing this package is cheap: Streamlit and Plotly load only inside the app.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 
-__all__ = ["ENV_VAR", "app_path", "launch"]
+from memnas.errors import ConfigError
+
+__all__ = ["ENV_VAR", "app_path", "check_port", "launch"]
 
 ENV_VAR = "MEMNAS_STORE"
 """Environment variable the app reads its store URL from (default ``sqlite:///memnas.db``)."""
@@ -47,6 +51,26 @@ def command(port: int = 8501, open_browser: bool = False) -> list[str]:
             "--browser.gatherUsageStats", "false"]
 
 
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Refuses a port another process listens on, before anything is warmed or printed.
+
+    Binds ``host:port`` as the server will (``SO_REUSEADDR``, so a port left in
+    TIME_WAIT by a server that just stopped counts as free) and lets it go at once.
+
+    Raises:
+      ConfigError: the port is taken; the message names it.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            why = "is in use" if e.errno == errno.EADDRINUSE else "needs more privileges"
+            raise ConfigError(f"port {port} on {host} {why}; pick another with --port") from None
+
+
 def launch(store_url: str, port: int = 8501, open_browser: bool = False) -> int:
     """Serves the dashboard for ``store_url`` until Streamlit exits or Ctrl-C.
 
@@ -64,10 +88,12 @@ def launch(store_url: str, port: int = 8501, open_browser: bool = False) -> int:
 
     Raises:
       ValueError: ``store_url`` is empty or ``port`` is not a valid port.
+      ConfigError: the port is taken (`check_port`).
     """
     if not isinstance(store_url, str) or not store_url.strip():
         raise ValueError(f"store_url must be a non-empty SQLAlchemy URL, got {store_url!r}")
     cmd = command(port, open_browser)
+    check_port(port)
     env = dict(os.environ, **{ENV_VAR: store_url})
     proc = subprocess.Popen(cmd, env=env)
     try:

@@ -15,6 +15,7 @@ import streamlit as st
 from memnas.dashboard import _ui, analysis, data, plots
 from memnas.records import WITH_RESULT
 from memnas.store.decisions import decision_column
+from memnas.store.liveness import shown_status
 from memnas.store.reader import LEAN_COLUMNS, TAIL_COLUMNS
 
 MAX_SCATTER = 4000
@@ -72,7 +73,7 @@ def _body(name: str, exp_id: int) -> None:
         return
     objectives: dict[str, str] = dict(exp.get("objectives") or {})
     st.caption(" · ".join([
-        f"status **{exp.get('status', '')}**",
+        f"status **{shown_status(exp)}**",
         f"algorithm `{data.algorithm_label(exp.get('algorithm'))}`",
         f"objectives {data.objectives_label(objectives)}",
         f"created {data.format_time(exp.get('created_at'))} UTC",

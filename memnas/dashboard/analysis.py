@@ -12,6 +12,7 @@ from memnas.dashboard.data import (_finished, algorithm_label, counts_of, format
                                    front_mask, objectives_label)
 from memnas.pareto import hypervolume_2d
 from memnas.records import WITH_RESULT
+from memnas.store.liveness import shown_status
 
 
 class Page(NamedTuple):
@@ -34,7 +35,7 @@ def experiments_summary(experiments: Sequence[Mapping[str, Any]],
       bests: best value of each objective, by experiment id.
 
     Returns:
-      Columns ``name``, ``status``, ``algorithm``, ``objectives``, ``trials``, ``done``,
+      Columns ``name``, ``status`` (`memnas.store.liveness.shown_status`), ``algorithm``, ``objectives``, ``trials``, ``done``,
       ``failed``, ``cached``, ``running``, ``running time (s)`` (first start to last
       finish), ``created``, ``updated``, then ``best NAME`` for each objective of any
       experiment (NaN where an experiment lacks it or has no finished trial).
@@ -48,7 +49,7 @@ def experiments_summary(experiments: Sequence[Mapping[str, Any]],
             isinstance(end, _dt.datetime) else None
         best = bests.get(e["id"]) or {}
         rows.append({
-            "name": e["name"], "status": e.get("status", ""),
+            "name": e["name"], "status": shown_status(e),
             "algorithm": algorithm_label(e.get("algorithm")),
             "objectives": objectives_label(e.get("objectives") or {}),
             "trials": c.total, "done": c.done, "failed": c.failed, "cached": c.cached,

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from memnas.pareto import pareto_mask
-from memnas.records import WITH_RESULT
 from memnas.store.reader import fold_twins
+from memnas.store.roles import candidates
 
 
 class Counts(NamedTuple):
@@ -99,11 +99,11 @@ def value_directions(df: pd.DataFrame, objectives: Mapping[str, str]) -> dict[st
 
 
 def _finished(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Trials with results that have every value of ``names``."""
+    """Candidates with results that have every value of ``names`` (no supernet runs:
+    `memnas.store.roles.candidates`)."""
     if df.empty or any(n not in df.columns for n in names):
         return df.iloc[0:0]
-    done = df[df["status"].isin(WITH_RESULT)]
-    return done.dropna(subset=list(names))
+    return candidates(df).dropna(subset=list(names))
 
 
 def best_value(df: pd.DataFrame, objective: str, direction: str) -> float | None:

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memnas.errors import ConfigError
 from memnas.evaluators.digits import Digits, Split
 from memnas.measurement import Context, Measurement
-from memnas.searchspace.sparse import Masks, SparseNet, apply_masks, full_masks, prunable
+from memnas.searchspace.sparse import MLP, Masks, SparseNet, apply_masks, full_masks, prunable
 
 State = dict[str, torch.Tensor]
 
@@ -151,6 +152,11 @@ class SparseTrainEvaluator:
     def _run(self, candidate: Any, ctx: Context, art: Mapping[str, Any]) -> Measurement:
         split = self.data.load()
         parent = candidate.parent if isinstance(candidate, SparseNet) else candidate
+        width = getattr(parent, "in_features", None) if isinstance(parent, MLP) else None
+        if width is not None and width != split.in_features:
+            raise ConfigError(f"MLP in_features={width} does not match the data's "
+                              f"{split.in_features} features; pass MLP(in_features="
+                              f"{split.in_features}, ...)")
         init_seed = int(art.get("init_seed", _first(self.init_seed, ctx.seed)))
         data_seed = int(art.get("data_seed", _first(self.data_seed, ctx.seed)))
         torch.manual_seed(init_seed)

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from memnas.measurement import Context, Measurement
-from memnas.records import Outcome, TrialStatus
+from memnas.records import Outcome, TrialStatus, timed_out_reason
+
+
+class _OverTime(BaseException):
+    """Raised inside an evaluator at its time limit (a BaseException, so an evaluator's
+    ``except Exception`` does not swallow it)."""
 
 
 def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
-              ctx: Context) -> Outcome:
+              ctx: Context, time_limit: float | None = None) -> Outcome:
     """Evaluates one candidate and returns its `Outcome`; never raises.
 
     Completed with the evaluator's metrics, costs and artifact; or failed with the
-    traceback, or with the reason the result was refused (non-finite values).
+    traceback, with the reason the result was refused (non-finite values), or for its
+    time limit.
+
+    Args:
+      evaluator: the experiment's evaluator.
+      candidate: the candidate to evaluate.
+      ctx: the trial's context.
+      time_limit: seconds the evaluator may run, counted from its call here (so a
+        worker's start-up does not count); it is stopped at the limit when this runs
+        in a main thread (see `_deadline`), else the caller must stop it.
     """
     start = time.perf_counter()
     outcome = Outcome(TrialStatus.FAILED, node=node_name())
     try:
-        m = Measurement.coerce(evaluator(candidate, ctx))
+        with _deadline(time_limit):
+            value = evaluator(candidate, ctx)
+        m = Measurement.coerce(value)
+    except _OverTime:
+        outcome.wall_time = time.perf_counter() - start
+        outcome.error = timed_out_reason(time_limit, outcome.wall_time)
     except Exception:  # the evaluator's failure becomes a failed trial, not a crash
         outcome.error = traceback.format_exc(limit=20)
     else:
@@ -44,6 +66,40 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
     return outcome
 
 
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raises `_OverTime` in the block after ``seconds``, by SIGALRM.
+
+    Only in the main thread of a process with ``setitimer`` (a Ray task's worker, the
+    in-process executor's driver); elsewhere it does nothing. The previous SIGALRM
+    handler is put back, and a timer that was armed before is armed again with what
+    is left of it, so the process (a reused Ray worker, a test runner's own alarm)
+    carries on as before.
+    """
+    if not seconds or not hasattr(signal, "setitimer") \
+            or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def over(signum: int, frame: Any) -> None:
+        raise _OverTime()
+
+    armed = time.monotonic()
+    before, interval = signal.getitimer(signal.ITIMER_REAL)
+    previous = signal.signal(signal.SIGALRM, over)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        yield
+    finally:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+            if before > 0:
+                left = before - (time.monotonic() - armed)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), interval)
+
+
 def node_name() -> str:
     """``host`` or, inside a Ray worker, ``host:ray-node-id`` (first 12 hex digits)."""
     ray = sys.modules.get("ray")  # never import Ray just to ask
@@ -57,7 +113,8 @@ def node_name() -> str:
 
 
 def run_trials(evaluator: Callable[[Any, Context], Any],
-               batch: list[tuple[Any, Context]]) -> list[Outcome]:
+               batch: list[tuple[Any, Context]],
+               time_limit: float | None = None) -> list[Outcome]:
     """`run_trial` for each ``(candidate, ctx)`` of a batch, in order: one task, several
-    short trials (see `memnas.runner.driver.BatchSizer`)."""
-    return [run_trial(evaluator, candidate, ctx) for candidate, ctx in batch]
+    short trials (see `memnas.runner.driver.BatchSizer`), each with ``time_limit``."""
+    return [run_trial(evaluator, candidate, ctx, time_limit) for candidate, ctx in batch]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import os
-import socket
 from typing import Any, Protocol
 
 import pyglove as pg
 
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json
-from memnas.records import ExperimentStatus, TrialStatus
+from memnas.records import TrialStatus
 from memnas.runner._records import summary_of
-from memnas.store import Store, utcnow
+from memnas.store import Store
+from memnas.store.liveness import alive
 
 __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Draft", "Pending", "RunnableExperiment", "alive",
-           "check_against_store", "new_trial_row", "refuse_live_driver"]
+           "check_against_store", "new_trial_row"]
 
 HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
 STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
@@ -57,7 +56,7 @@ class Pending:
     launch: bool = True  # False: answered by the equivalence cache, nothing to run
     artifact: dict[str, Any] | None = None  # the algorithm's input artifact, if any
     marked_running: bool = False  # its row already says running for this attempt
-    started: float | None = None  # time.monotonic() when handed to an evaluator
+    started: float | None = None  # time.monotonic() when handed to its executor
 
     @property
     def id(self) -> int:
@@ -105,31 +104,3 @@ def new_trial_row(draft: Draft, decisions: dict[str, Any], kind: str, fn_hash: s
         row.update(status=TrialStatus.RUNNING.value, started_at=now, heartbeat_at=now)
     return row
 
-
-def refuse_live_driver(store: Store, name: str, driver: str) -> None:
-    """Refuses to start while another driver runs experiment ``name`` (heartbeat fresh).
-
-    Raises:
-      ConfigError: that driver is alive; the message names it.
-    """
-    row = store.experiment(name)
-    if row["status"] != ExperimentStatus.RUNNING or not row["driver"] or row["driver"] == driver:
-        return
-    host, _, pid = row["driver"].rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
-        return  # its driver died on this machine
-    age = (utcnow() - (row["heartbeat_at"] or _dt.datetime.min)).total_seconds()
-    if age < STALE_AFTER_S:
-        raise ConfigError(f"experiment {name!r} is being run by driver "
-                          f"{row['driver']} (heartbeat {age:.0f} s ago); stop it first")
-
-
-def alive(pid: int) -> bool:
-    """Whether a process of this machine with that pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

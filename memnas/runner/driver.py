@@ -10,12 +10,19 @@ from typing import Any, Sequence
 from memnas.errors import ConfigError
 from memnas.records import FINISHED, Outcome
 from memnas.runner._trial import run_trials
-from memnas.runner.executors import Executor, make_executor, start_ray
+from memnas.runner.executors import Executor, make_executor, start_ray, stop_ray
 from memnas.runner.progress import Progress
 from memnas.runner.contract import (HEARTBEAT_S, Pending, RunnableExperiment,
                                     check_against_store)
+from memnas.runner.claim import end_failed_run
 from memnas.runner.state import SearchState
 from memnas.store import Store
+
+
+BACKSTOP_GRACE_S = 10.0
+"""Seconds past a trial's time limit, counted from its submission, after which the
+driver cancels its task: enough for a cold worker's start-up (imports of the user's
+modules included), which the worker's own clock leaves out."""
 
 
 class BatchSizer:
@@ -70,7 +77,10 @@ def drive(state: SearchState, executor: Executor, workers: int,
     The one driver loop: keeps ``workers`` tasks in flight, each running one trial or,
     with ``batch``, a batch of short ones (see `BatchSizer`); which trial comes next,
     retries of trials whose worker died (``state.lost``), time limits
-    (``state.expire``) and storing are `SearchState`'s. Every ``HEARTBEAT_S`` seconds
+    (``state.expire``) and storing are `SearchState`'s. A trial's time limit is
+    enforced by its worker from the evaluator's start (`run_trials`); the driver cancels
+    a task still running ``BACKSTOP_GRACE_S`` past the limit since it was submitted (an
+    evaluator stuck in C code or a thread), waking up for it. Every ``HEARTBEAT_S`` seconds
     the driver and its trials send a heartbeat (not on every turn of the loop: with
     short trials that would be a write per trial). Trials that end together are stored
     in one transaction. On any error, tasks in flight are cancelled (the state's
@@ -79,6 +89,7 @@ def drive(state: SearchState, executor: Executor, workers: int,
     sizer = BatchSizer(batch, state.exp.timeout_s)
     tasks: dict[Any, list[Pending]] = {}
     evaluator, resources = state.exp.evaluator, state.exp.resources
+    limit = state.exp.timeout_s
     next_beat = time.monotonic() + HEARTBEAT_S   # new trials are stored with a heartbeat
     try:
         while True:
@@ -88,13 +99,17 @@ def drive(state: SearchState, executor: Executor, workers: int,
                     break
                 handle = executor.submit(run_trials, evaluator,
                                          [(p.candidate, state.context(p)) for p in group],
-                                         **resources)
+                                         limit, **resources)
                 tasks[handle] = group
             if not tasks:
                 break
             finished = []
+            wake = next_beat
+            if limit:                           # the backstop's next deadline, if sooner
+                wake = min(wake, min(p.started for g in tasks.values() for p in g)
+                           + limit + BACKSTOP_GRACE_S + 0.05)
             for handle in executor.wait(list(tasks), 1,
-                                        timeout=max(0.0, next_beat - time.monotonic())):
+                                        timeout=max(0.0, wake - time.monotonic())):
                 group = tasks.pop(handle)
                 try:
                     outcomes = executor.result(handle)
@@ -106,7 +121,7 @@ def drive(state: SearchState, executor: Executor, workers: int,
                 sizer.observe(outcomes)
                 finished.extend(zip(group, outcomes))
             state.finish_many(finished)         # one transaction for all done at once
-            for late in state.expire():         # stored failed; batches are off with a limit
+            for late in state.expire(BACKSTOP_GRACE_S):  # batches are off with a limit
                 handle = next(h for h, g in tasks.items() if late in g)
                 executor.cancel(handle)
                 del tasks[handle]
@@ -129,8 +144,11 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
     before anything is started), Ray is started here when the run needs it and shut
     down at the end, and the run's `SearchState.session` rebuilds the algorithm from
     the stored trials and closes the run. An experiment that exists in the store is
-    continued. ``executor="tune"`` runs the trials with Ray Tune and its ``scheduler``
-    ("asha" by default, "fifo", or a Tune scheduler object; see `memnas.runner.tune`).
+    continued; one driver runs it at a time (`memnas.runner.claim.claim`: another is
+    refused in one line), and a run that fails leaves no unusable experiment behind
+    (`memnas.runner.claim.end_failed_run`). ``executor="tune"`` runs the trials with Ray
+    Tune and its ``scheduler`` ("asha" by default, "fifo", or a Tune scheduler object; see
+    `memnas.runner.tune`).
     ``batch`` sets how many trials one task runs (see `BatchSizer`).
     """
     if not isinstance(max_trials, int) or max_trials < 1:
@@ -157,35 +175,38 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
             trials = store.trials(row["id"])
             if len(trials) >= max_trials and all(t["status"] in FINISHED for t in trials):
                 return                          # nothing left to run: start no executor
-        state = SearchState(experiment, store)
-        state.remember_run(max_trials=max_trials, workers=workers, batch=batch,
-                           executor=executor if isinstance(executor, str) else type(executor).__name__)
-        cpus = None
-        if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
-            cpus = max(os.cpu_count() or 1,
-                       math.ceil(workers * experiment.resources["num_cpus"]))
-        if executor == "tune":
-            ray_started = start_ray(ray_address, cpus, experiment.user_modules())
-        elif isinstance(executor, str):
-            executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
-                                             modules=experiment.user_modules())
-        if progress:
-            bar = state.tally.progress = progress if isinstance(progress, Progress) \
-                else Progress(max_trials)
-        with state.session(max_trials):
+        state = SearchState(experiment, store)  # claims it, or ConfigError: another runs it
+        try:
+            shown = executor if isinstance(executor, str) else type(executor).__name__
+            state.remember_run(max_trials=max_trials, workers=workers, batch=batch,
+                               executor=shown)  # only once claimed: a refused run writes nothing
+            cpus = None
+            if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
+                cpus = max(os.cpu_count() or 1,
+                           math.ceil(workers * experiment.resources["num_cpus"]))
             if executor == "tune":
-                from memnas.runner.tune import run_with_tune
+                ray_started = start_ray(ray_address, cpus, experiment.user_modules())
+            elif isinstance(executor, str):
+                executor = owned = make_executor(executor, address=ray_address, num_cpus=cpus,
+                                                 modules=experiment.user_modules())
+            if progress:
+                bar = state.tally.progress = progress if isinstance(progress, Progress) \
+                    else Progress(max_trials)
+            with state.session(max_trials):
+                if executor == "tune":
+                    from memnas.runner.tune import run_with_tune
 
-                run_with_tune(state, workers, scheduler=scheduler or "asha")
-            else:
-                drive(state, executor, workers, batch=batch)
+                    run_with_tune(state, workers, scheduler=scheduler or "asha")
+                else:
+                    drive(state, executor, workers, batch=batch)
+        except BaseException as e:  # left unusable (nothing finished): deleted
+            end_failed_run(store, state.exp_id, state.driver, e)
+            raise
     finally:
         if bar is not None:
             bar.close()
         if owned is not None:
             owned.shutdown()
         if ray_started:
-            import ray
-
-            ray.shutdown()
+            stop_ray()
         store.close()

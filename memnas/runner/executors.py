@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import subprocess
 import sys
 from typing import Any, Callable, Sequence
 
@@ -115,7 +116,7 @@ class RayExecutor(Executor):
 
     def shutdown(self):
         if self._started:
-            self._ray.shutdown()
+            stop_ray()
             self._started = False
 
 
@@ -154,6 +155,7 @@ def start_ray(address: str | None = None, num_cpus: float | None = None,
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  logging_level="ERROR", log_to_driver=True,
                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        _watch_local_ray()
     else:
         # A cluster: ship memnas and the user's modules to the workers.
         import memnas
@@ -165,6 +167,65 @@ def start_ray(address: str | None = None, num_cpus: float | None = None,
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
     return True
+
+
+_WATCHDOGS: list[tuple[subprocess.Popen, int]] = []   # (watchdog, our end of its pipe)
+
+
+def _watch_local_ray() -> None:
+    """Starts a watchdog (`memnas.runner._raywatch`) for the local Ray just started.
+
+    Ray ends its raylet and GCS with the process that started them, but its dashboard
+    and runtime-env agents outlive a driver killed by SIGKILL. The watchdog, a small
+    process of its own, holds the read end of a pipe whose write end only this process
+    has: when it reads end-of-file (this process exited or was killed), or this process
+    is no longer its parent, or the session's raylet is gone, it SIGKILLs every process
+    of that session (found by session folder and node id, never other sessions'), then
+    exits. Linux only; elsewhere, and when Ray's records of the session cannot be read,
+    nothing is started.
+    """
+    for entry in [e for e in _WATCHDOGS if e[0].poll() is not None]:
+        _WATCHDOGS.remove(entry)          # its Ray was shut down by someone else: done
+        os.close(entry[1])
+    if not sys.platform.startswith("linux"):
+        return
+    import ray
+
+    try:  # Ray's record of the node it started (no public API names its raylet)
+        node = ray._private.worker._global_node
+        session_dir = node.get_session_dir_path()
+        raylet = node.all_processes["raylet"][0].process.pid
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # a different Ray: no watchdog, Ray's own clean-up only
+        return
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_raywatch.py")
+    r, w = os.pipe()                      # not inherited by anything this process starts
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", script, str(os.getpid()), str(r), session_dir,
+             node_id, str(raylet)], pass_fds=(r,), start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    except OSError:
+        os.close(w)
+        return
+    finally:
+        os.close(r)
+    _WATCHDOGS.append((proc, w))
+
+
+def stop_ray() -> None:
+    """Shuts down Ray and lets the watchdogs of the local Ray it started sweep what is
+    left of it and exit."""
+    import ray
+
+    ray.shutdown()
+    while _WATCHDOGS:
+        proc, w = _WATCHDOGS.pop()
+        os.close(w)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # still sweeping: it ends on its own
+            pass
 
 
 _REMOTES: dict[Callable, Any] = {}

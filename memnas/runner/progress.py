@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Mapping, TextIO
 
-from memnas.records import TrialStatus
+from memnas.records import TrialStatus, is_supernet
 
 
 class Progress:
@@ -76,12 +76,13 @@ class Tally:
         self.best: float | None = None
 
     def count(self, status: str, values: Mapping[str, float]) -> None:
-        """Counts a finished trial of ``status`` with these metric and cost values."""
+        """Counts a finished trial of ``status`` with these metric and cost values; a
+        supernet run's values are no candidate's, so they are never the best."""
         self.finished += 1
         if status == TrialStatus.FAILED:
             self.failed += 1
             return
-        v = values.get(self.name)
+        v = None if is_supernet(values) else values.get(self.name)
         if v is not None and (self.best is None or (v > self.best if self.direction == "max"
                                                     else v < self.best)):
             self.best = v

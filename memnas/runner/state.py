@@ -14,8 +14,6 @@ The algorithm's hooks beyond PyGlove's are `memnas.algorithms.AlgorithmHooks`.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -26,17 +24,20 @@ from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, symbolic_hash
 from memnas.measurement import Context
 from memnas.records import (FINISHED, WITH_RESULT, ExperimentStatus, Outcome, TrialStatus,
-                            values_of)
+                            timed_out_reason, values_of)
 from memnas.runner._decode import Decoder
 from memnas.runner._records import dna_from_json, reward_of, trial_seed
-from memnas.runner.contract import (Draft, Pending, RunnableExperiment, check_against_store,
-                                    new_trial_row, refuse_live_driver)
+from memnas.runner.claim import claim, driver_id, hold
+from memnas.runner.contract import Draft, Pending, RunnableExperiment, new_trial_row
 from memnas.runner.progress import Progress, Tally
 from memnas.runner.replay import recover, replay_calls
 from memnas.store import Store, utcnow
 
 class SearchState:
     """Owns the algorithm and the experiment's rows; the only writer of its trials.
+
+    Constructing one claims the experiment (`memnas.runner.claim.claim`; ConfigError if
+    another driver runs it).
 
     Args:
       experiment: the experiment being run.
@@ -55,18 +56,15 @@ class SearchState:
         self.decoder = Decoder(experiment.space)
         self._new_algorithm()
         self.multi = bool(getattr(self.algorithm, "multi_objective", False))
-        check_against_store(experiment, store)
-        row = store.experiment(experiment.name)
-        self.exp_id = row["id"] if row is not None else \
-            store.create_experiment(experiment.name, **experiment.describe())
         self.cache = EquivalenceCache(store, experiment.fingerprint(), experiment.reevaluate,
                                       experiment.hash_options) if experiment.cache else None
-        self.driver = f"{socket.gethostname()}:{os.getpid()}"
+        self.driver = driver_id()
         self.tally = Tally(experiment.objectives, progress)
         self.in_flight: dict[int, Pending] = {}   # launched, not finished: trial id -> Pending
         self._queue: list[dict[str, Any]] = []    # stored trials to run again
         self._exhausted = False
         self._calls = 0     # calls made to the algorithm (proposals and feedbacks), replayed
+        self.exp_id = claim(store, experiment, self.driver)  # ConfigError: another runs it
 
     def _new_algorithm(self) -> None:
         self.algorithm = self.exp.make_algorithm()
@@ -97,7 +95,7 @@ class SearchState:
         Raises:
           ConfigError: another driver is running this experiment right now.
         """
-        refuse_live_driver(self.store, self.exp.name, self.driver)
+        hold(self.store, self.exp.name, self.exp_id, self.driver)
         trials = self.store.trials(self.exp_id)
         for t in trials:
             if t["status"] in FINISHED:
@@ -302,17 +300,17 @@ class SearchState:
         return bool(limit) and seconds is not None and seconds > limit
 
     def timed_out(self, seconds: float | None = None, **fields: Any) -> Outcome:
-        """The failed outcome of a trial over the time limit (the one wording of it)."""
-        ran = "still running after" if seconds is None else f"ran {seconds:.1f} s, over"
-        return Outcome.failed(f"timed out: {ran} the time limit of {self.exp.timeout_s} s",
-                              **fields)
+        """The failed outcome of a trial over the time limit (`timed_out_reason`)."""
+        return Outcome.failed(timed_out_reason(self.exp.timeout_s, seconds), **fields)
 
-    def expire(self) -> list[Pending]:
-        """Fails the trials in flight for longer than the time limit; returns them, so
-        the caller cancels their runs."""
+    def expire(self, grace: float = 0.0) -> list[Pending]:
+        """Fails the trials in flight for longer than the time limit plus ``grace`` since
+        they were handed to their executor (a backstop: a worker stops its evaluator at
+        the limit itself, `memnas.runner._trial.run_trial`); returns them, so the caller
+        cancels their runs."""
         now = time.monotonic()
         late = [p for p in self.in_flight.values()
-                if p.started is not None and self.over_time(now - p.started)]
+                if p.started is not None and self.over_time(now - p.started - grace)]
         self.finish_many((p, self.timed_out()) for p in late)
         return late
 

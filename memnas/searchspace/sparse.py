@@ -16,15 +16,16 @@ Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor of its shape (T
 
 
 class MLP(pg.Object):
-    """Spec of a fully connected ReLU network; the default is LeNet-300-100.
+    """Spec of a fully connected ReLU network; the default is LeNet-300-100 (784-300-100-10).
 
     Attributes:
-      in_features: Input width (64 for digits, 784 for MNIST).
+      in_features: Input width: 784 (28 x 28 MNIST images, LeNet-300-100's input) by
+        default; 64 for scikit-learn's 8 x 8 digits.
       hidden: Widths of the hidden layers.
       out_features: Number of classes.
     """
 
-    in_features: int
+    in_features: int = 784
     hidden: list[int] = [300, 100]
     out_features: int = 10
 

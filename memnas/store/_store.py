@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from memnas.errors import StoreError
 from memnas.store import artifacts as _artifacts
 from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, TrialRow, _now
+from memnas.store._claims import ExperimentClaims
 from memnas.store._queries import CacheQueries
 from memnas.store._schema import open_schema
 from memnas.store._statements import (_artifact_row, _put_artifact, _retryable, _row_dict,
@@ -25,7 +26,7 @@ DEFAULT_URL = "sqlite:///memnas.db"
 _WRITE_RETRIES = 20
 
 
-class Store(CacheQueries):
+class Store(CacheQueries, ExperimentClaims):
     """A memnas store at a SQLAlchemy URL (SQLite file by default, PostgreSQL for clusters).
 
     Opening a store creates its tables if the database is empty and checks the schema
@@ -93,21 +94,32 @@ class Store(CacheQueries):
     # ---- experiments ------------------------------------------------------------
     def create_experiment(self, name: str, *, space: dict, space_hash: str, algorithm: dict,
                           evaluator: dict, objectives: dict, config: dict,
-                          fingerprint: str = "") -> int:
+                          fingerprint: str = "", driver: str | None = None) -> int:
         """Adds an experiment row and returns its id.
 
+        With ``driver``, the row is created held by that driver (running, with a
+        heartbeat): creating is claiming (see `claim_experiment`).
+
         Raises:
-          StoreError: an experiment of that name exists already.
+          StoreError: an experiment of that name exists already (or was created by
+            another process at this moment).
         """
-        with self._session.begin() as s:
-            if s.scalar(select(ExperimentRow.id).where(ExperimentRow.name == name)) is not None:
-                raise StoreError(f"experiment {name!r} already exists in {self.shown_url!r}")
-            row = ExperimentRow(name=name, status="created", space=space, space_hash=space_hash,
-                                algorithm=algorithm, evaluator=evaluator,
-                                objectives=objectives, config=config, fingerprint=fingerprint)
-            s.add(row)
-            s.flush()
-            return row.id
+        exists = StoreError(f"experiment {name!r} already exists in {self.shown_url!r}")
+        held = dict(status="running", driver=driver, heartbeat_at=_now()) if driver \
+            else dict(status="created")
+        try:  # the insert alone: on SQLite a read before it could not wait for the lock
+            with self._session.begin() as s:
+                row = ExperimentRow(name=name, space=space,
+                                    space_hash=space_hash, algorithm=algorithm,
+                                    evaluator=evaluator, objectives=objectives, config=config,
+                                    fingerprint=fingerprint, **held)
+                s.add(row)
+                s.flush()
+                return row.id
+        except sa.exc.IntegrityError:
+            if self.experiment(name) is None:
+                raise
+            raise exists from None  # the unique name: inserted by another process just now
 
     def experiment(self, name: str) -> dict[str, Any] | None:
         """The experiment row as a dict, or None if there is none of that name."""

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from memnas.records import WITH_RESULT, error_summary
+from memnas.records import WITH_RESULT, error_summary, is_supernet
 from memnas.store._models import ExperimentRow, TrialRow
 from memnas.store.decisions import (DECISION_PREFIX, decision_column, decision_table, key_order,
                                     readable_decisions)
+from memnas.store.roles import describe_supernets, not_supernet, supernet_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +118,8 @@ def experiment_times(store: "Store") -> dict[int, dict[str, Any]]:
 
 def best_values(store: "Store", exp_id: int,
                 objectives: Mapping[str, str]) -> dict[str, float | None]:
-    """Best value of each objective among an experiment's trials with a result."""
+    """Best value of each objective among an experiment's candidates with a result (no
+    supernet runs: `memnas.store.roles`)."""
     best: dict[str, float | None] = {k: None for k in objectives}
     if not objectives:
         return best
@@ -125,7 +127,8 @@ def best_values(store: "Store", exp_id: int,
     for k, d in objectives.items():
         value = sa.func.coalesce(_T.c.metrics[k].as_float(), _T.c.costs[k].as_float())
         aggs.append(sa.func.max(value) if d == "max" else sa.func.min(value))
-    q = sa.select(*aggs).where(_T.c.experiment_id == exp_id, _T.c.status.in_(_DONE))
+    q = sa.select(*aggs).where(_T.c.experiment_id == exp_id, _T.c.status.in_(_DONE),
+                               not_supernet(_T.c.metrics))
     with store.engine.connect() as conn:
         row = conn.execute(q).first()
     for k, v in zip(objectives, row or ()):
@@ -208,6 +211,7 @@ def trials_frame(store: "Store", exp_id: int, objectives: Mapping[str, str] | No
         snippets = {i: _snippet(e) for i, e in errors.items()}
         out["error"] = out["id"].map(snippets).fillna("") if snippets else ""
     out["summary"] = out["summary"].fillna("")
+    describe_supernets(store, out)  # a supernet run's summary says so, with its alphas
     for k in ("wall_time", "saved_time"):
         if k in out:
             out[k] = pd.to_numeric(out[k], errors="coerce").astype(float)
@@ -319,6 +323,8 @@ def trial_row(store: "Store", exp_id: int | None = None, number: int | None = No
         return None
     out = dict(row)
     out["decisions"] = readable_decisions(_json(out.get("decisions")))
+    if is_supernet(_json(out.get("metrics"))):
+        out["summary"] = supernet_summary(store.load_artifact(out["id"], "output"))
     return out
 
 

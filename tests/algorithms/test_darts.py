@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pyglove as pg
@@ -253,3 +254,71 @@ def test_bench_derives_attention_from_every_seed_small(sqlite_url):
     for row in r["per_seed"]:
         for alphas in row["alphas"].values():
             assert alphas["SoftmaxAttention"] > alphas["LinearAttention"]
+
+
+# -- the supernet run is shown as such, never as a candidate ------------------------------
+def _poor(candidate, ctx):
+    """A task evaluator under which every candidate scores below any trained supernet."""
+    return memnas.Measurement(metrics={"accuracy": 0.0}, costs={"params": 1.0})
+
+
+def test_the_supernet_trial_is_never_best_nor_on_the_front(sqlite_url):
+    from click.testing import CliRunner
+
+    from memnas.cli import main
+    from memnas.dashboard import data
+    from memnas.store import reader
+
+    space = _memory_space()
+    exp = memnas.Experiment(
+        name="honest", space=space, evaluator=SupernetEvaluator(_poor, space, task=TASK),
+        algorithm=SharpDARTS(epochs=2, steps_per_epoch=6, batch_size=16),
+        objectives={"accuracy": "max", "params": "min"}, store=sqlite_url)
+    result = exp.run(max_trials=2, executor="local")
+    df = result.trials().sort_values("number")
+    assert df["accuracy"].iloc[0] > 0.0 and df["params"].iloc[0] > 1.0  # the mixed network
+    # Before: the supernet was "best" and on the front under the summary of an
+    # architecture of the defaults, which was never evaluated on its own.
+    assert result.best()["number"] == 1
+    assert list(result.pareto_front()["number"]) == [1]
+    summary = df["summary"].iloc[0]
+    assert summary.startswith("supernet run, not a candidate: layers[0].mixer: ")
+    assert "SoftmaxAttention 0." in summary and "LinearAttention 0." in summary
+    assert not df["summary"].iloc[1].startswith("supernet")
+    # The dashboard reads the same: best values, the front, the trial page's summary.
+    store = Store(sqlite_url, read_only=True)
+    exp_id = store.experiment("honest")["id"]
+    assert reader.best_values(store, exp_id, result.objectives) == {"accuracy": 0.0,
+                                                                    "params": 1.0}
+    lean = reader.trials_frame(store, exp_id, result.objectives)
+    info = data.pareto_info(lean, "accuracy", "params", result.objectives)
+    assert list(info.points["number"]) == [1] and list(info.front["number"]) == [1]
+    assert data.best_value(lean, "accuracy", "max") == 0.0
+    assert reader.trial_row(store, exp_id, 0)["summary"] == summary
+    r = CliRunner().invoke(main, ["show", "honest", "--store", sqlite_url])
+    assert r.exit_code == 0, r.output
+    assert "best accuracy (max): 0  trial 1:" in r.output
+    assert "Pareto front (accuracy vs params): 1 trials" in r.output
+    assert "supernet runs (not candidates: never best, not on the front): 1" in r.output
+    assert "    #0    completed  accuracy=" in r.output and summary in r.output
+
+
+def test_the_progress_line_never_counts_a_supernet_as_best():
+    from memnas.runner.progress import Tally
+
+    tally = Tally({"accuracy": "max"})
+    tally.count("completed", {"accuracy": 0.26, "supernet": 1.0})
+    tally.count("completed", {"accuracy": 0.03})
+    assert tally.best == 0.03 and tally.finished == 2
+
+
+@pytest.mark.parametrize("algorithm", ["sharp_darts", SharpDARTS(epochs=1)])
+def test_sharp_darts_without_a_supernet_evaluator_is_refused_in_one_line(sqlite_url, algorithm):
+    with pytest.raises(memnas.ConfigError) as refused:
+        memnas.Experiment(name="plain", space=_memory_space(), algorithm=algorithm,
+                          evaluator=TrainEvaluator(task=TASK, steps=5), store=sqlite_url)
+    message = str(refused.value)
+    assert message.startswith("algorithm sharp_darts needs evaluator=SupernetEvaluator("
+                              "task_evaluator, space), got TrainEvaluator: TrainEvaluator(")
+    assert "\n" not in message
+    assert not os.path.exists(sqlite_url[len("sqlite:///"):])  # refused before any store

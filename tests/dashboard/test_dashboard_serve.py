@@ -90,3 +90,46 @@ def test_ctrl_c_while_warming_stops_quietly(monkeypatch):
     with pytest.raises(SystemExit) as stop:
         _serve.main([])
     assert stop.value.code == 0
+
+
+@pytest.fixture
+def taken_port():
+    """A port another process (this test) listens on, on 127.0.0.1."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        yield s.getsockname()[1]
+
+
+def test_dashboard_on_a_taken_port_is_one_line_before_any_url_or_warm_up(
+        monkeypatch, empty_store, taken_port):
+    import memnas.dashboard
+    from click.testing import CliRunner
+
+    from memnas.cli import main
+
+    started = []
+    monkeypatch.setattr(memnas.dashboard, "launch",
+                        lambda *a, **k: started.append(a) or print("warmed 0 experiment(s)") or 1)
+    r = CliRunner().invoke(main, ["dashboard", "--store", empty_store, "--port", str(taken_port)])
+    assert r.exit_code == 2, r.output
+    assert r.output == f"error: port {taken_port} on 127.0.0.1 is in use; pick another with " \
+                       "--port\n"
+    assert started == []  # nothing printed, warmed or served
+
+
+def test_launch_refuses_a_taken_port_before_starting_the_server(monkeypatch, taken_port):
+    import subprocess
+
+    import memnas.dashboard
+    from memnas.errors import ConfigError
+
+    def never(*args, **kwargs):
+        raise AssertionError("started the server on a taken port")
+
+    monkeypatch.setattr(subprocess, "Popen", never)
+    with pytest.raises(ConfigError, match=f"port {taken_port} on 127.0.0.1 is in use"):
+        memnas.dashboard.launch("sqlite:///x.db", port=taken_port)
+    memnas.dashboard.check_port(0)  # any free port passes

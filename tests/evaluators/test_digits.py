@@ -103,3 +103,11 @@ def test_evaluator_reports_exact_sparsity_curve_and_weights_on_request():
     assert set(art) >= {"masks", "final", "rewind", "prunable"}
     pruned = ~art["masks"]["layers.0.weight"]
     assert float(np.abs(art["final"]["layers.0.weight"][pruned]).max()) == 0
+
+
+def test_an_mlp_whose_input_width_is_not_the_datas_is_named():
+    from memnas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"MLP in_features=784 does not match the data's 64 "
+                                          r"features; pass MLP\(in_features=64, \.\.\.\)"):
+        SparseTrainEvaluator(steps=1)(MLP(), Context())

@@ -147,8 +147,6 @@ def test_missing_objective_stops_the_run_with_the_drivers_error(ray_session, sql
     exp = _runner_exp(sqlite_url, tunetoy.evaluate_curve, objectives={"acc": "max"})
     with pytest.raises(ConfigError, match="objective 'acc' is not among the metrics"):
         exp.run(max_trials=4, workers=2, executor="tune", scheduler="fifo")
-    s = Store(sqlite_url)
-    row = s.experiment("runners")
-    assert row["status"] == "interrupted"
-    statuses = [t["status"] for t in s.trials(row["id"])]
-    assert "completed" in statuses and set(statuses) <= {"completed", "pending"}
+    # No trial has a result (the one missing 'acc' is stored failed), so the run that was
+    # refused for its configuration leaves nothing behind (see tests/runner/test_claim.py).
+    assert Store(sqlite_url).experiment("runners") is None

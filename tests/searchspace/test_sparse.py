@@ -161,3 +161,12 @@ def test_sparse_memory_models_build_and_mask_their_linear_layers():
             assert kept == pytest.approx(0.2, abs=0.01)
         params = dict(model.named_parameters())
         assert all(float(params[n].detach()[~model.masks[n]].abs().sum()) == 0.0 for n in names)
+
+
+def test_mlp_defaults_to_lenet_300_100():
+    net = MLP()  # the README's default parent: LeNet-300-100 on 28 x 28 MNIST images
+    assert net.summary() == "MLP 784-300-100-10"
+    module = net.build()
+    assert [(l.in_features, l.out_features) for l in module.layers] == \
+        [(784, 300), (300, 100), (100, 10)]
+    assert sum(p.numel() for p in module.parameters()) == 266_610

@@ -1,0 +1,116 @@
+"""A watchdog that ends a local Ray session's processes once the driver that started it is gone."""
+
+# Run as a script (``python _raywatch.py ...``, see `memnas.runner.executors.start_ray`):
+# it imports nothing of memnas, so it starts in a few milliseconds. Linux only (/proc).
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+
+POLL_S = 0.25     # how often the driver's and the raylet's lives are checked
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # gone, or not ours to read
+        return b""
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time in clock ticks)`` of a process, or None when it is gone."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return None
+    fields = text[text.rfind(b")") + 2:].split()   # after "pid (comm) "
+    return fields[0].decode(), int(fields[19])
+
+
+def session_pids(session_dir: str, node_id: str, raylet: tuple[int, int] | None,
+                 exclude: set[int]) -> list[int]:
+    """The live processes of one Ray session on this machine.
+
+    Ray's own servers name the session folder on their command line; workers and
+    agents rename themselves (``ray::IDLE``) but keep the environment they were started
+    with: ``RAY_NODE_ID`` (agents) or ``RAY_RAYLET_PID`` (workers; only those started
+    after that raylet count, so a reused pid does not match).
+
+    Args:
+      session_dir: the session's folder (``/tmp/ray/session_...``).
+      node_id: the session's node id (hex).
+      raylet: ``(pid, start time)`` of the session's raylet, if known.
+      exclude: pids never to return (the driver, this watchdog).
+    """
+    marks = [f"RAY_NODE_ID={node_id}".encode()] if node_id else []
+    raylet_mark = f"RAY_RAYLET_PID={raylet[0]}".encode() if raylet else None
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in exclude:
+            continue
+        pid = int(name)
+        stat = _stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):  # gone, or a zombie: nothing to end
+            continue
+        if session_dir.encode() in _read(f"/proc/{pid}/cmdline"):
+            out.append(pid)
+            continue
+        env = _read(f"/proc/{pid}/environ").split(b"\0")
+        if any(m in env for m in marks) or (
+                raylet_mark in env and raylet is not None and stat[1] >= raylet[1]):
+            out.append(pid)
+    return out
+
+
+def sweep(session_dir: str, node_id: str, raylet: tuple[int, int] | None,
+          exclude: set[int], rounds: int = 5) -> int:
+    """SIGKILLs the session's processes, again until none is left (a raylet may start
+    one more on the way); returns how many were killed."""
+    killed = 0
+    for _ in range(rounds):
+        pids = session_pids(session_dir, node_id, raylet, exclude)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:  # ended on its own meanwhile
+                pass
+        time.sleep(0.1)
+    return killed
+
+
+def watch(driver: int, fd: int, raylet: tuple[int, int] | None) -> str:
+    """Waits until the driver is gone (its end of the pipe closed, or this process
+    re-parented) or the session's raylet is; returns which."""
+    while True:
+        ready, _, _ = select.select([fd], [], [], POLL_S)
+        if ready and not os.read(fd, 4096):
+            return "driver closed the pipe"
+        if os.getppid() != driver:
+            return "driver died"
+        if raylet is not None:
+            now = _stat(raylet[0])
+            if now is None or now[0] in ("Z", "X") or now[1] != raylet[1]:
+                return "raylet ended"
+
+
+def main(argv: list[str]) -> int:
+    """``DRIVER_PID FD SESSION_DIR NODE_ID RAYLET_PID``: watch, then sweep."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is for the driver
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    driver, fd, session_dir, node_id, raylet_pid = argv
+    stat = _stat(int(raylet_pid)) if raylet_pid.isdigit() else None
+    raylet = (int(raylet_pid), stat[1]) if stat else None
+    watch(int(driver), int(fd), raylet)
+    sweep(session_dir, node_id, raylet, {os.getpid(), int(driver)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
