@@ -102,13 +102,14 @@ class SearchState:
                 self.tally.count(t["status"], values_of(t))
             else:  # pending or running when the last driver stopped: run it again
                 self._queue.append(t)
-        calls = replay_calls(self.algorithm, self.hooks, trials,
-                             self.store.feedback_order(self.exp_id),
+        order = self.store.feedback_order(self.exp_id)
+        calls = replay_calls(self.algorithm, self.hooks, trials, order,
                              lambda t: self._reward(values_of(t)), self._output_artifact)
         if calls is None:  # cannot be replayed: PyGlove's recover on a fresh algorithm
             self._new_algorithm()
             calls = recover(self.algorithm, self.hooks, trials, self.spec,
                             lambda t: self._reward(values_of(t)), self._output_artifact)
+            calls = max([calls, *(seq + 1 for seq in order.values())])  # after any stored
         self._calls = calls
         self.store.update_experiment(self.exp_id, status=ExperimentStatus.RUNNING.value,
                                      driver=self.driver,
