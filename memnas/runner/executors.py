@@ -180,8 +180,9 @@ def _watch_local_ray() -> None:
     process of its own, holds the read end of a pipe whose write end only this process
     has: when it reads end-of-file (this process exited or was killed), or this process
     is no longer its parent, or the session's raylet is gone, it SIGKILLs every process
-    of that session (found by session folder and node id, never other sessions'), then
-    exits. Linux only; elsewhere, and when Ray's records of the session cannot be read,
+    of that session, then exits: Ray's servers of that session folder, and the renamed
+    ``ray::`` workers and agents holding its log files open (never another session's,
+    nor a process that merely names or reads the folder). Linux only; elsewhere, and when Ray's records of the session cannot be read,
     nothing is started.
     """
     for entry in [e for e in _WATCHDOGS if e[0].poll() is not None]:
@@ -203,7 +204,8 @@ def _watch_local_ray() -> None:
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", script, str(os.getpid()), str(r), session_dir,
-             node_id, str(raylet)], pass_fds=(r,), start_new_session=True,
+             node_id, str(raylet), os.path.dirname(os.path.abspath(ray.__file__))],
+            pass_fds=(r,), start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     except OSError:
         os.close(w)

@@ -100,16 +100,25 @@ def killed(tmp_path_factory, own_ray):
     assert done >= 2, driver.stderr.read().decode()[-2000:]
     procs = _descendants(driver.pid)
     names = {pid: _cmdline(pid) for pid in procs}
+    raylet = next(pid for pid, n in names.items() if "raylet" in n)
+    with open(f"/proc/{raylet}/cmdline", "rb") as f:
+        session = next(a.split(b"=", 1)[1].decode() for a in f.read().split(b"\0")
+                       if a.startswith(b"--session_dir="))
+    log = os.path.join(session, "logs", sorted(os.listdir(os.path.join(session, "logs")))[0])
+    bystander = subprocess.Popen(   # names the session's folder and reads one of its logs
+        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1]); time.sleep(120)", log])
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     killed_at = time.monotonic()
-    yield url, procs, names, killed_at
+    yield url, procs, names, killed_at, bystander
+    bystander.kill()
+    bystander.wait()
     for pid in _alive(procs):      # what the old code left behind: ours to end
         os.kill(pid, signal.SIGKILL)
 
 
 def test_ls_show_and_dashboard_say_interrupted_right_after_the_kill(killed):
-    url, _, _, killed_at = killed
+    url, _, _, killed_at, _ = killed
     assert Store(url, read_only=True).experiment("slow")["status"] == "running"  # as stored
     ls = CliRunner().invoke(main, ["ls", "--store", url])
     assert ls.output.splitlines()[1].split()[:2] == ["slow", "interrupted"], ls.output
@@ -121,7 +130,7 @@ def test_ls_show_and_dashboard_say_interrupted_right_after_the_kill(killed):
 
 
 def test_every_process_of_its_local_ray_ends_within_seconds(killed):
-    _, procs, names, killed_at = killed
+    _, procs, names, killed_at, _ = killed
     assert any("raylet" in n for n in names.values()), names    # Ray ran under the driver
     while _alive(procs) and time.monotonic() - killed_at < 5:
         time.sleep(0.1)
@@ -129,9 +138,10 @@ def test_every_process_of_its_local_ray_ends_within_seconds(killed):
     assert not left, [names.get(pid, pid) for pid in left]
 
 
-def test_another_ray_session_lives_on(killed, own_ray):
+def test_another_ray_session_and_a_reader_of_its_logs_live_on(killed, own_ray):
     ray, mine = own_ray
     time.sleep(max(0.0, killed[3] + 2 - time.monotonic()))   # after the sweep
+    assert killed[4].poll() is None, "a process reading the session's log was killed"
     assert any("raylet" in _cmdline(pid) for pid in mine)
     assert sorted(_alive(mine)) == sorted(mine)
     assert ray.get(ray.remote(lambda: 42).remote(), timeout=60) == 42

@@ -1,6 +1,5 @@
 """Time limits count from the evaluator's start on its worker and stop it within a second."""
 
-import os
 import signal
 import time
 
