@@ -1,0 +1,36 @@
+"""Recurrent memory ops as plain tensor functions with flash-linear-attention's signatures.
+
+Each op takes ``[B, T, H, D]`` tensors (``scale`` defaults to ``D ** -0.5``, decays are
+log-space gates), accepts ``initial_state`` and returns ``(o, final_state)`` with
+``final_state`` None unless ``output_final_state``. Each has a per-token reference
+(``*_reference``, the recurrence as written in its paper) and a chunked or parallel
+form (the op itself) that computes the same function faster.
+
+Modules: `delta` (delta rule, gated delta rule), `gla` (gated linear attention, simple
+GLA / retention), `ssm` (Mamba's selective scan, Mamba2's scalar-decay SSD), `mlstm`
+(xLSTM's matrix memory). Importing this package imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULES = {
+    "delta_rule": "delta", "delta_rule_reference": "delta",
+    "gated_delta_rule": "delta", "gated_delta_rule_reference": "delta",
+    "gla": "gla", "gla_reference": "gla", "simple_gla": "gla", "simple_gla_reference": "gla",
+    "selective_scan": "ssm", "selective_scan_reference": "ssm",
+    "ssd": "ssm", "ssd_reference": "ssm",
+    "mlstm": "mlstm", "mlstm_reference": "mlstm",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: each family's module loads when one of its ops is first used.
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"memnas.ops.{module}"), name)
