@@ -6,9 +6,10 @@ log-space gates), accepts ``initial_state`` and returns ``(o, final_state)`` wit
 (``*_reference``, the recurrence as written in its paper) and a chunked or parallel
 form (the op itself) that computes the same function faster.
 
-Modules: `delta` (delta rule, gated delta rule), `gla` (gated linear attention, simple
-GLA / retention), `ssm` (Mamba's selective scan, Mamba2's scalar-decay SSD), `mlstm`
-(xLSTM's matrix memory). Importing this package imports torch.
+Modules (named apart from their ops, so ``memnas.ops.mlstm`` is always the function):
+`delta` (delta rule, gated delta rule), `gated_linear` (gated linear attention, simple
+GLA / retention), `ssm` (Mamba's selective scan, Mamba2's scalar-decay SSD), `xlstm`
+(xLSTM's matrix memory). Importing an op imports torch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _MODULES = {
     "gla": "gla", "gla_reference": "gla", "simple_gla": "gla", "simple_gla_reference": "gla",
     "selective_scan": "ssm", "selective_scan_reference": "ssm",
     "ssd": "ssm", "ssd_reference": "ssm",
-    "mlstm": "mlstm", "mlstm_reference": "mlstm",
+    "mlstm": "xlstm", "mlstm_reference": "xlstm",
 }
 
 __all__ = sorted(_MODULES)
@@ -33,4 +34,6 @@ def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"memnas.ops.{module}"), name)
+    value = getattr(importlib.import_module(f"memnas.ops.{module}"), name)
+    globals()[name] = value
+    return value
