@@ -20,7 +20,8 @@ from typing import Any
 _MODULES = {
     "delta_rule": "delta", "delta_rule_reference": "delta",
     "gated_delta_rule": "delta", "gated_delta_rule_reference": "delta",
-    "gla": "gla", "gla_reference": "gla", "simple_gla": "gla", "simple_gla_reference": "gla",
+    "gla": "gated_linear", "gla_reference": "gated_linear", "simple_gla": "gated_linear",
+    "simple_gla_reference": "gated_linear",
     "selective_scan": "ssm", "selective_scan_reference": "ssm",
     "ssd": "ssm", "ssd_reference": "ssm",
     "mlstm": "xlstm", "mlstm_reference": "xlstm",
