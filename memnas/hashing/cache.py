@@ -55,16 +55,13 @@ class EquivalenceCache:
             self.hash_time += time.perf_counter() - start
             self.hashed += 1
 
-    def lookup(self, candidate: Any, sym_hash: str) -> tuple[str, Any, str | None]:
-        """Returns ``(kind, what, fn_hash)``: ("hit", stored sources), ("attach", running
-        twin) or ("miss", None)."""
-        return self.lookup_many([(candidate, sym_hash)])[0]
-
     def lookup_many(self, items: Sequence[tuple[Any, str]]) -> list[tuple[str, Any, str | None]]:
-        """`lookup` for several ``(candidate, sym_hash)`` proposed together, in order.
+        """Looks up ``(candidate, sym_hash)`` pairs proposed together, in order.
 
-        Their stored evaluations are read in one query. A candidate equal to an earlier
-        miss of the same lot is attached to it: its ``what`` is that item's index.
+        Returns one ``(kind, what, fn_hash)`` per pair: ("hit", stored sources),
+        ("attach", running twin) or ("miss", None). Their stored evaluations are read in
+        one query. A candidate equal to an earlier miss of the same lot is attached to
+        it: its ``what`` is that item's index.
         """
         stored = self.store.evaluations_many(self.fingerprint, [sym for _, sym in items])
         lot: dict[str, int] = {}                 # hash -> index of a miss of this lot

@@ -7,10 +7,7 @@ from typing import Any
 
 import pyglove as pg
 
-from memnas.records import values_of
-
-__all__ = ["decisions_of", "dna_from_json", "reward_of", "summary_of", "trial_seed",
-           "values_of"]
+__all__ = ["dna_from_json", "reward_of", "summary_of", "trial_seed"]
 
 
 def reward_of(values: dict[str, float], objectives: dict[str, str],
@@ -34,14 +31,6 @@ def dna_from_json(value: Any, spec: pg.DNASpec) -> pg.DNA:
     # pg.from_json consumes the dict it is given: hand it a copy.
     dna = pg.from_json(copy.deepcopy(value)) if isinstance(value, dict) else pg.DNA(value)
     return dna.use_spec(spec)
-
-
-def decisions_of(dna: pg.DNA) -> dict[str, Any]:
-    """The DNA's decisions as ``{name or path: readable value}`` for tables and plots."""
-    out = {}
-    for k, v in dna.to_dict(key_type="name_or_id", value_type="choice_and_literal").items():
-        out[str(k)] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
-    return out
 
 
 def summary_of(candidate: Any) -> str:

@@ -13,9 +13,8 @@ from memnas.hashing import canonical_json
 from memnas.records import TrialStatus
 from memnas.runner._records import summary_of
 from memnas.store import Store
-from memnas.store.liveness import alive
 
-__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Draft", "Pending", "RunnableExperiment", "alive",
+__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Draft", "Pending", "RunnableExperiment",
            "check_against_store", "new_trial_row"]
 
 HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive

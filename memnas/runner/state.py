@@ -103,17 +103,15 @@ class SearchState:
             else:  # pending or running when the last driver stopped: run it again
                 self._queue.append(t)
         order = self.store.feedback_order(self.exp_id)
-        calls = replay_calls(self.algorithm, self.hooks, trials, order,
-                             lambda t: self._reward(values_of(t)), self._output_artifact)
+        calls = replay_calls(self.algorithm, self.hooks, trials, order, self._stored_reward,
+                             self._output_artifact)
         if calls is None:  # cannot be replayed: PyGlove's recover on a fresh algorithm
             self._new_algorithm()
-            calls = recover(self.algorithm, self.hooks, trials, self.spec,
-                            lambda t: self._reward(values_of(t)), self._output_artifact)
+            calls = recover(self.algorithm, self.hooks, trials, self.spec, self._stored_reward,
+                            self._output_artifact)
             calls = max([calls, *(seq + 1 for seq in order.values())])  # after any stored
         self._calls = calls
-        self.store.update_experiment(self.exp_id, status=ExperimentStatus.RUNNING.value,
-                                     driver=self.driver,
-                                     heartbeat_at=utcnow())
+        self.heartbeat()  # `hold` claimed it; a long replay must not look like a dead driver
         self.tally.show()
 
     def remember_run(self, **settings: Any) -> None:
@@ -385,6 +383,9 @@ class SearchState:
 
     def _reward(self, values: Mapping[str, float]) -> float | tuple[float, ...]:
         return reward_of(dict(values), self.exp.objectives, self.multi)
+
+    def _stored_reward(self, trial: Mapping[str, Any]) -> float | tuple[float, ...]:
+        return self._reward(values_of(trial))
 
     def _output_artifact(self, trial: dict[str, Any]) -> dict[str, Any] | None:
         """A finished trial's output artifact, or its cache source's for a cached trial."""

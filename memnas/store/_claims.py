@@ -12,7 +12,6 @@ from memnas.errors import StoreError
 from memnas.records import ExperimentStatus
 from memnas.store._models import (ArtifactRow, CurvePointRow, ExperimentRow, FeedbackRow,
                                   TrialRow, _now)
-from memnas.store._statements import _row_dict
 
 _RUNNING = ExperimentStatus.RUNNING.value
 
