@@ -1,6 +1,6 @@
 """Evaluators: tasks (MQAR, the MAD suite, memory-horizon tasks), trainers and cost metrics."""
 
-from memnas.evaluators.costs import count_params, measure_latency
+from memnas.evaluators.costs import count_params, flops_per_token, measure_latency, state_bytes
 from memnas.evaluators.mad import (
     Compression,
     FuzzyInContextRecall,
@@ -33,9 +33,11 @@ __all__ = [
     "TrainEvaluator",
     "count_params",
     "evaluate",
+    "flops_per_token",
     "mad_evaluator",
     "mad_suite",
     "measure_latency",
     "mqar_levels",
     "quickstart_evaluator",
+    "state_bytes",
 ]

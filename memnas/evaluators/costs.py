@@ -1,12 +1,29 @@
-"""Cost metrics of a built model: parameter count and measured forward latency."""
+"""Cost metrics of a candidate: parameters, inference state size, FLOPs per token, latency."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
+
+_SDPA_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def _register_cpu_sdpa_flops() -> None:
+    # torch 2.13's flop counter has formulas for the CUDA attention kernels only, so
+    # softmax attention on the CPU would count 0 FLOPs; register the same formula
+    # (2 b h s_q s_k (d + d_v), the full score matrix, as torch counts it on CUDA).
+    if _SDPA_CPU in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(_SDPA_CPU)
+    def _sdpa_cpu_flop(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any,
+                       out_shape: Any = None, **kwargs: Any) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -64,3 +81,44 @@ def measure_latency(
     finally:
         model.train(was_training)
     return 1000.0 * statistics.median(times)
+
+
+def state_bytes(candidate: Any, element_size: int = 4) -> float | None:
+    """Bytes of inference-time memory one sequence carries, or None when unknown.
+
+    ``candidate.state_numbers()`` (e.g. `memnas.searchspace.SequenceModel`: KV caches
+    of attention layers after ``max_len`` tokens, fixed states of recurrent ones,
+    summed over layers) times ``element_size`` (4 for float32).
+
+    Args:
+      candidate: A spec; those without ``state_numbers`` give None.
+      element_size: Bytes per number at the model's dtype.
+    """
+    numbers = getattr(candidate, "state_numbers", None)
+    value = numbers() if callable(numbers) else None
+    return None if value is None else float(value * element_size)
+
+
+@torch.no_grad()
+def flops_per_token(model: nn.Module, inputs: torch.Tensor) -> float:
+    """Forward FLOPs per token of ``model`` on ``inputs``, counted by torch's flop counter.
+
+    Matmuls, convolutions and attention (including the CPU attention kernel, whose
+    formula torch lacks and memnas registers) on one forward pass, divided by the
+    number of tokens (``inputs.numel()`` for token ids ``(B, T)``); elementwise
+    work is not counted, as in torch's counter. Chunked recurrent forms are
+    counted as they run (their in-chunk matmuls included).
+
+    Args:
+      model: The module; ``inputs`` must be on its device.
+      inputs: Token ids ``(B, T)``.
+    """
+    _register_cpu_sdpa_flops()
+    was_training = model.training
+    model.eval()
+    try:
+        with flop_counter.FlopCounterMode(display=False) as counter:
+            model(inputs)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / max(1, inputs.numel())

@@ -125,8 +125,8 @@ class MultiTaskEvaluator:
 
         Returns:
           metrics ``acc_<task>`` and ``loss_<task>`` for each task, ``accuracy`` and
-          ``loss`` their means; costs ``params`` and ``latency_ms``, the largest over
-          the tasks' models; the curve of every task.
+          ``loss`` their means; each cost (``params``, ``latency_ms``,
+          ``flops_per_token``, ``state_bytes``) the largest over the tasks' models; the curve of every task.
 
         Raises:
           ValueError: if the candidate's vocabulary is smaller than a task's, or a
@@ -143,7 +143,7 @@ class MultiTaskEvaluator:
         steps = ctx.budget.get("steps", self.steps)
         fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(Context)}
         metrics: dict[str, float] = {}
-        costs: dict[str, float] = {"params": 0.0, "latency_ms": 0.0}
+        costs: dict[str, float] = {}
         start = len(ctx.curve)
         for index, (name, task) in enumerate(self.tasks):
             seed = _derive_seed(int(ctx.seed) % 2**63, zlib.crc32(name.encode()))
@@ -152,8 +152,8 @@ class MultiTaskEvaluator:
             m = self.trainer(task)(self._for_task(candidate, task), child)
             metrics[f"acc_{name}"] = m.metrics["accuracy"]
             metrics[f"loss_{name}"] = m.metrics["loss"]
-            for key in costs:
-                costs[key] = max(costs[key], m.costs[key])
+            for key, value in m.costs.items():
+                costs[key] = max(costs.get(key, value), value)
         n = len(self.tasks)
         metrics["accuracy"] = sum(metrics[f"acc_{name}"] for name in self.task_names) / n
         metrics["loss"] = sum(metrics[f"loss_{name}"] for name in self.task_names) / n

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memnas.evaluators.costs import count_params, measure_latency
+from memnas.evaluators.costs import count_params, flops_per_token, measure_latency, state_bytes
 from memnas.evaluators.mqar import IGNORE_INDEX
 from memnas.measurement import Context, Measurement
 
@@ -79,7 +79,8 @@ class TrainEvaluator:
 
         Returns:
           metrics ``accuracy`` (held-out answer accuracy) and ``loss`` (held-out
-          cross-entropy on answers); costs ``params`` and ``latency_ms``; the curve.
+          cross-entropy on answers); costs from `model_costs` (``params``,
+          ``latency_ms``, ``flops_per_token``, ``state_bytes``); the curve.
 
         Raises:
           ValueError: if the budget's steps are not a positive integer, or the
@@ -167,12 +168,36 @@ class TrainEvaluator:
         eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
         eval_loss, eval_accuracy = evaluate(model, eval_inputs, eval_targets)
         report(step, eval_loss=eval_loss, eval_accuracy=eval_accuracy)
-        latency = measure_latency(model, eval_inputs[: self.latency_batch_size])
         return Measurement(
             metrics={"accuracy": eval_accuracy, "loss": eval_loss},
-            costs={"params": float(count_params(model)), "latency_ms": latency},
+            costs=model_costs(candidate, model, eval_inputs[: self.latency_batch_size]),
             curve=curve,
         )
+
+
+def model_costs(candidate: Any, model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, float]:
+    """The costs every trained sequence model stores.
+
+    ``params``; ``latency_ms`` (median forward time on ``inputs``);
+    ``flops_per_token`` (one sequence of ``inputs``, torch's flop counter); and
+    ``state_bytes`` (inference memory per sequence at the model's dtype) when
+    the candidate says its state size (memnas's `SequenceModel` does).
+
+    Args:
+      candidate: The spec ``model`` was built from.
+      model: The trained module, on the device of ``inputs``.
+      inputs: A fixed batch of token ids ``(B, T)``.
+    """
+    costs = {
+        "params": float(count_params(model)),
+        "latency_ms": measure_latency(model, inputs),
+        "flops_per_token": flops_per_token(model, inputs[:1]),
+    }
+    first = next(iter(model.parameters()), None)
+    size = state_bytes(candidate, first.element_size() if first is not None else 4)
+    if size is not None:
+        costs["state_bytes"] = size
+    return costs
 
 
 @torch.no_grad()

@@ -141,6 +141,21 @@ class SequenceModel(pg.Object):
         }
         return self.clone(override=overrides) if overrides else self
 
+    def state_numbers(self) -> int | None:
+        """Numbers one sequence's inference state holds after ``max_len`` tokens.
+
+        The sum over layers of each mixer's `Mixer.state_numbers` (KV caches of
+        attention, fixed states of recurrent mixers); None when a mixer does not
+        say. Times the element size it is the ``state_bytes`` cost.
+        """
+        total = 0
+        for block in self.layers:
+            numbers = block.mixer.state_numbers(self.d_model, self.max_len)
+            if numbers is None:
+                return None
+            total += int(numbers)
+        return total
+
     def summary(self) -> str:
         """A one-line description, e.g. ``"d=32 | attn(h=2) > linear(h=1,elu+1) | mlp x2"``.
 

@@ -41,6 +41,17 @@ class Mixer(pg.Object):
                 f"but got num_heads={heads}, d_model={d_model}."
             )
 
+    def state_numbers(self, d_model: int, max_len: int) -> int | None:
+        """Numbers one sequence's inference-time memory holds after ``max_len`` tokens.
+
+        The KV cache of attention (``2 * min(window, max_len) * d_model``), the fixed
+        state of a recurrent mixer (e.g. ``H * d_k * d_v`` plus a short
+        convolution's last inputs), whatever a decoder must keep to produce the
+        next token. Multiplied by the element size it is the model's
+        ``state_bytes`` cost. None when unknown (a mixer that does not say).
+        """
+        return None
+
     @classmethod
     def space(cls) -> Any:
         """Returns this mixer's default search space (a PyGlove hyper value)."""

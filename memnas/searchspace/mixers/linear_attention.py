@@ -62,6 +62,12 @@ class LinearAttention(Mixer):
             )
         return LinearAttentionModule(d_model, self.num_heads, self.feature_map)
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """Per head a ``d_head x d_head`` state and a ``d_head`` normaliser (when normalised)."""
+        d_head = d_model // self.num_heads
+        normaliser = FEATURE_MAPS[self.feature_map][1] if self.feature_map in FEATURE_MAPS else True
+        return self.num_heads * d_head * (d_head + int(normaliser))
+
     def summary(self) -> str:
         """E.g. ``"linear(h=2,elu+1)"``."""
         return f"linear(h={self.num_heads},{self.feature_map})"

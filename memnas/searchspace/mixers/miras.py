@@ -121,6 +121,19 @@ class MirasMemory(Mixer):
             max_grad_norm=self.max_grad_norm,
         )
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """The memory's weights per head, twice with momentum (the momentum state).
+
+        Per head: ``d_head`` (vector), ``d_head^2`` (matrix) or
+        ``2 * d_head * MLP_EXPANSION * d_head`` (the MLP's two weight matrices).
+        """
+        d_head = d_model // self.num_heads
+        per_head = {"vector": d_head, "matrix": d_head * d_head}.get(
+            self.structure, 2 * d_head * MLP_EXPANSION * d_head
+        )
+        copies = 2 if self.learner == "momentum" else 1
+        return copies * self.num_heads * per_head
+
     def summary(self) -> str:
         """E.g. ``"miras(mlp,huber,data,momentum,h=2)"``."""
         objective = f"l{self.p:g}" if self.objective == "lp" else self.objective

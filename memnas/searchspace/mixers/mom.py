@@ -84,6 +84,12 @@ class MixtureOfMemories(Mixer):
             feature_map=self.feature_map,
         )
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """One linear-attention state (``d_head x d_head``) per head and per memory."""
+        d_head = d_model // self.num_heads
+        memories = self.num_memories + int(self.shared_memory)
+        return memories * self.num_heads * d_head * d_head
+
     def summary(self) -> str:
         """E.g. ``"mom(n=4,k=2,shared)"``; heads and feature map appear when not default."""
         parts = [f"n={self.num_memories}", f"k={self.top_k}"]

@@ -43,6 +43,11 @@ class SoftmaxAttention(Mixer):
             )
         return SoftmaxAttentionModule(d_model, self.num_heads, self.window)
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """The KV cache: keys and values of the last ``min(window, max_len)`` tokens."""
+        kept = max_len if self.window is None else min(self.window, max_len)
+        return 2 * kept * d_model
+
     def summary(self) -> str:
         """E.g. ``"attn(h=2)"``, or ``"attn(h=2,w=8)"`` with a window."""
         if self.window is None:

@@ -84,6 +84,10 @@ class TitansMemory(Mixer):
                            retention="data", learner="momentum", num_heads=self.num_heads,
                            chunk_size=self.chunk_size, max_grad_norm=self.max_grad_norm)
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """As the `MirasMemory` it builds: memory weights and momentum per head."""
+        return self.canonical().state_numbers(d_model, max_len)
+
     def summary(self) -> str:
         """E.g. ``"titans(h=2,L=2)"``."""
         return f"titans(h={self.num_heads},L={self.depth})"
