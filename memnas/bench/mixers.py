@@ -34,7 +34,13 @@ def run(
     rounds of a few ``forward`` steps and one ``reference_forward`` step, so
     that load from other processes falls on both; the medians are kept. The
     largest absolute output difference between the two forms is measured in
-    float64.
+    float64 (``max_abs_err``), and the float32 chunked form's against the float64
+    reference (``max_abs_err_f32``).
+
+    Mixers whose recurrence is nonlinear in the state have no parallel form
+    (their module sets ``per_token_only = True``, e.g. the ELM neuron): they are
+    listed apart, under ``"per_token"``, with the time of one training step and
+    tokens per second.
 
     Args:
       quick: Use ``T=128`` and fewer repeats instead of ``T=512``.
@@ -44,8 +50,9 @@ def run(
 
     Returns:
       ``{"config": {...}, "mixers": {name: {"speedup", "max_abs_err",
-      "chunked_ms", "reference_ms", "summary"}}}``; a mixer that fails to build
-      or run gets ``{"error": message}`` instead.
+      "max_abs_err_f32", "chunked_ms", "reference_ms", "summary"}}, "per_token":
+      {name: {"step_ms", "tokens_per_s", "summary"}}}``; a mixer that fails to
+      build or run gets ``{"error": message}`` instead.
     """
     t = seq_len or (128 if quick else 512)
     rounds, per_round = (2, 3) if quick else (3, 5)
@@ -69,11 +76,16 @@ def run(
         f"B={BATCH} T={t} d_model={D_MODEL} float32 CPU, {torch.get_num_threads()} threads"
     )
     results: dict[str, dict[str, Any]] = {}
+    sequential: dict[str, dict[str, Any]] = {}
     for name in names:
         spec = _bench_spec(registry[name])
         try:
             torch.manual_seed(0)
             module = spec.build(D_MODEL)
+            if getattr(module, "per_token_only", False):
+                sequential[name] = _measure_sequential(module, t, rounds)
+                sequential[name]["summary"] = spec.summary()
+                continue
             if not callable(getattr(module, "reference_forward", None)):
                 continue
             results[name] = _measure(module, t, rounds, per_round)
@@ -81,7 +93,8 @@ def run(
         except Exception as e:  # a broken mixer is reported, not fatal to the others
             results[name] = {"error": f"{type(e).__name__}: {e}", "summary": spec.summary()}
     _print_table(results)
-    return {"config": config, "mixers": results}
+    _print_sequential(sequential, t)
+    return {"config": config, "mixers": results, "per_token": sequential}
 
 
 def _bench_spec(cls: type[Mixer]) -> Mixer:
@@ -105,14 +118,24 @@ def _measure(module: nn.Module, t: int, rounds: int, per_round: int) -> dict[str
     # Not under no_grad: some memories (e.g. test-time-training ones) differentiate inside.
     exact = copy.deepcopy(module).double()
     x64 = x.double()
-    err = (exact(x64).detach() - exact.reference_forward(x64).detach()).abs().max().item()
+    truth = exact.reference_forward(x64).detach()
+    err = (exact(x64).detach() - truth).abs().max().item()
+    err32 = (module(x).detach().double() - truth).abs().max().item()
     chunked_ms, reference_ms = statistics.median(chunked), statistics.median(reference)
     return {
         "speedup": reference_ms / chunked_ms,
         "max_abs_err": err,
+        "max_abs_err_f32": err32,
         "chunked_ms": chunked_ms,
         "reference_ms": reference_ms,
     }
+
+
+def _measure_sequential(module: nn.Module, t: int, rounds: int) -> dict[str, float]:
+    x = torch.randn(BATCH, t, D_MODEL)
+    _step_ms(module, module.forward, x)  # warmup
+    step_ms = statistics.median(_step_ms(module, module.forward, x) for _ in range(rounds))
+    return {"step_ms": step_ms, "tokens_per_s": BATCH * t / (step_ms / 1e3)}
 
 
 def _step_ms(
@@ -127,7 +150,7 @@ def _step_ms(
 def _print_table(results: dict[str, dict[str, Any]]) -> None:
     header = (
         f"{'mixer':<20} {'config':<36} {'chunked ms':>11} {'reference ms':>13} "
-        f"{'speedup':>8} {'max|diff| f64':>14}"
+        f"{'speedup':>8} {'max|diff| f64':>14} {'f32 vs f64':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -137,7 +160,16 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
             continue
         print(
             f"{name:<20} {r['summary']:<36} {r['chunked_ms']:>11.2f} {r['reference_ms']:>13.1f} "
-            f"{r['speedup']:>7.1f}x {r['max_abs_err']:>14.2e}"
+            f"{r['speedup']:>7.1f}x {r['max_abs_err']:>14.2e} {r['max_abs_err_f32']:>11.2e}"
         )
     if not results:
         print("(no registered mixer has a reference_forward)")
+
+
+def _print_sequential(results: dict[str, dict[str, Any]], t: int) -> None:
+    if not results:
+        return
+    print(f"\nno parallel form (recurrence nonlinear in the state): per-token loop, T={t}")
+    for name, r in results.items():
+        print(f"{name:<20} {r['summary']:<36} {r['step_ms']:>11.1f} ms/step "
+              f"{r['tokens_per_s']:>10.0f} tokens/s")
