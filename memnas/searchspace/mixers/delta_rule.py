@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pyglove as pg
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from memnas.searchspace.mixers._base import Mixer, register_mixer
-from memnas.searchspace.mixers._recurrent import (
-    RecurrentHeads,
-    from_chunks,
-    gate_linear,
-    head_gate,
-    to_chunks,
-)
+from memnas.searchspace.mixers._ops_mixer import OpMixerModule
+from memnas.searchspace.mixers._recurrent import gate_linear
 
 
 @register_mixer
@@ -30,15 +26,12 @@ class DeltaNet(Mixer):
 
         S_t = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T,    o_t = S_t q_t
 
-    (``S_0 = 0``), then a per-head RMS norm and an output projection.
+    (``S_0 = 0``, no query scale), then a per-head RMS norm and an output projection.
 
-    Training form: Yang et al.'s chunkwise algorithm. Inside a chunk the
-    pseudo-values ``U = T (V - K S_0)`` come from the UT transform
-    ``T = (I + tril(diag(beta) K K^T, -1))^{-1} diag(beta)`` (one batched
-    triangular solve for all chunks at once, i.e. the WY representation), then
-    ``O = Q S_0 + tril(Q K^T) U`` and ``S_C = S_0 + K^T U``: matmuls inside chunks,
-    a loop over chunks only. This is exact: the chunk size changes the speed, not
-    the function. ``reference_forward`` runs the recurrence token by token.
+    Training form: `memnas.ops.delta_rule`, Yang et al.'s chunkwise algorithm (the
+    UT transform / WY representation inside chunks, a loop over chunks only; fla's
+    kernel on CUDA). Exact: the chunk size changes the speed, not the function.
+    ``reference_forward`` runs `memnas.ops.delta_rule_reference` token by token.
 
     Attributes:
       num_heads: Number of heads; must divide ``d_model``.
@@ -59,52 +52,48 @@ class DeltaNet(Mixer):
         """E.g. ``"delta(h=2)"``."""
         return f"delta(h={self.num_heads})"
 
+    def state_numbers(self, d_model: int, max_len: int) -> int:
+        """The ``H`` matrices ``S`` of ``(d_model/H)^2`` numbers: ``d_model^2 / H``.
+
+        Independent of ``max_len`` (a fixed-size recurrent state; DeltaNet has no
+        short convolution, so nothing else is cached).
+        """
+        self.check(d_model)
+        return d_model * (d_model // self.num_heads)
+
     @classmethod
     def space(cls) -> Any:
         """Heads in {1, 2, 4}; the chunk size is fixed (it does not change the function)."""
         return cls(num_heads=pg.oneof([1, 2, 4]))
 
+    @classmethod
+    def bench_config(cls) -> "DeltaNet":
+        """The configuration `memnas bench mixers` times."""
+        return cls(num_heads=2)
 
-class DeltaNetModule(RecurrentHeads):
-    """(B, T, D) -> (B, T, D) causal multi-head delta-rule memory (see `DeltaNet`)."""
+
+class DeltaNetModule(OpMixerModule):
+    """(B, T, D) -> (B, T, D) causal multi-head delta-rule memory (see `DeltaNet`).
+
+    ``qkv`` projects to queries, keys and values (L2-normalised ``q``, ``k``), ``beta``
+    gives one write strength per head, ``out`` projects the RMS-normalised heads back.
+    """
+
+    op_name = "delta_rule"
 
     def __init__(self, d_model: int, num_heads: int, chunk_size: int = 64) -> None:
-        super().__init__(d_model, num_heads, chunk_size)
+        super().__init__(chunk_size)
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.beta = gate_linear(d_model, num_heads, bias=0.0)
+        self.out = nn.Linear(d_model, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Chunkwise-parallel form (UT transform inside chunks, loop over chunks)."""
-        q, k, v = self.project(x)
-        b, h, t, dh = q.shape
-        beta = torch.sigmoid(head_gate(self.beta, x))
-        c = self.chunk_size
-        qc, kc, vc, bc = (to_chunks(z, c) for z in (q, k, v, beta))
-        # I + tril(diag(beta) K K^T, -1): with unitriangular=True the solver reads only
-        # the strictly lower triangle (forward and backward), so no mask is needed.
-        lower = bc[..., None] * (kc @ kc.transpose(-1, -2))
-        rhs = bc[..., None] * torch.cat([kc, vc], dim=-1)
-        wu = torch.linalg.solve_triangular(lower, rhs, upper=False, unitriangular=True)
-        w, u = wu.split(dh, dim=-1)  # W = T K, U' = T V
-        attn = (qc @ kc.transpose(-1, -2)).tril()
-        state = x.new_zeros(b, h, dh, dh)  # (d_k, d_v): o = q S in row form
-        outs = []
-        # Per-chunk views via unbind: one backward node per tensor instead of one per chunk.
-        for qn, kn, wn, un, an in zip(*(z.unbind(2) for z in (qc, kc, w, u, attn))):
-            pseudo = un - wn @ state
-            outs.append(qn @ state + an @ pseudo)
-            state = state + kn.transpose(-1, -2) @ pseudo
-        return self.finish(from_chunks(torch.stack(outs, dim=2), t))
-
-    def reference_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The recurrence, one token at a time."""
-        q, k, v = self.project(x)
-        b, h, t, dh = q.shape
-        beta = torch.sigmoid(head_gate(self.beta, x))
-        state = x.new_zeros(b, h, dh, dh)
-        ys = []
-        for i in range(t):
-            ki, vi = k[:, :, i : i + 1], v[:, :, i : i + 1]  # (B, H, 1, dh) rows
-            err = vi - ki @ state
-            state = state + beta[:, :, i, None, None] * ki.transpose(-1, -2) @ err
-            ys.append(q[:, :, i : i + 1] @ state)
-        return self.finish(torch.cat(ys, dim=2))
+    def mix(self, x: torch.Tensor, op: Callable[..., Any]) -> torch.Tensor:
+        """Projections around ``op`` (`memnas.ops.delta_rule` or its reference)."""
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.d_head).unbind(2)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        o, _ = op(q, k, v, beta=torch.sigmoid(self.beta(x)), scale=1.0)
+        o = F.rms_norm(o, o.shape[-1:], eps=1e-6)
+        return self.out(o.reshape(b, t, d))
