@@ -99,7 +99,7 @@ def _chunked(
     state = q.new_zeros(b, h, dk, dv) if initial_state is None else initial_state.to(q.dtype)
     if t == 0:
         return v.new_zeros(v.shape), (state if output_final_state else None)
-    c = chunk_size
+    c = min(chunk_size, t)  # a short sequence is one chunk of its own length, not padded
     qc, kc, vc, bc = (_to_chunks(z, c) for z in (q * scale, k, v, beta))  # [B, H, N, C(, D)]
     kk = kc @ kc.transpose(-1, -2)
     qk = qc @ kc.transpose(-1, -2)

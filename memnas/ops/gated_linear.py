@@ -7,8 +7,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-# Largest sub-chunk of the intra-chunk GLA computation (the pairwise-decay block size).
-SUB_CHUNK = 8
+# Largest sub-chunk of the chunked GLA when its decays factor through the sub-chunk's start.
+SUB_CHUNK = 32
+# Largest sub-chunk when they do not (per-pair decays, see `gla`).
+PAIR_SUB_CHUNK = 8
+# The factored form is taken when every sub-chunk's log decay spans at most this fraction
+# of log(largest float): its factors then lie in [max ** -FACTOR_SPAN, max ** FACTOR_SPAN].
+FACTOR_SPAN = 0.25
 
 
 def _decay(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -57,6 +62,27 @@ def _unchunk(o: torch.Tensor, T: int) -> torch.Tensor:
     return o.reshape(B, H, N * C, V)[:, :, :T].transpose(1, 2)
 
 
+def _scan(
+    updates: torch.Tensor, decay: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The state recurrence across chunks: ``S <- decay_n * S + updates_n``.
+
+    Args:
+      updates: ``[B, H, N, K, V]`` every chunk's own contribution at its end.
+      decay: ``[B, H, N, K]`` (or ``[B, H, N, 1]``) the whole chunk's decay.
+      state: ``[B, H, K, V]`` the state before the first chunk.
+
+    Returns:
+      ``(states before each chunk [B, H, N, K, V], final state [B, H, K, V])``.
+    """
+    decay = decay[..., None].expand(updates.shape)
+    states = []
+    for n in range(updates.shape[2]):
+        states.append(state)
+        state = torch.addcmul(updates[:, :, n], decay[:, :, n], state)
+    return torch.stack(states, dim=2), state
+
+
 def _across_chunks(
     q_in: torch.Tensor,
     k_out: torch.Tensor,
@@ -64,7 +90,7 @@ def _across_chunks(
     decay: torch.Tensor,
     state: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The state recurrence across chunks.
+    """The outputs of the states carried across chunks.
 
     Args:
       q_in: ``[B, H, N, C, K]`` queries times their decay since the chunk's start.
@@ -76,13 +102,23 @@ def _across_chunks(
     Returns:
       ``(o_inter [B, H, N, C, V], final state [B, H, K, V])``.
     """
-    updates = k_out.transpose(-1, -2) @ v  # [B, H, N, K, V], every chunk's own contribution
-    decay = decay[..., None].expand(updates.shape)
-    states = []
-    for n in range(v.shape[2]):
-        states.append(state)
-        state = torch.addcmul(updates[:, :, n], decay[:, :, n], state)
-    return q_in @ torch.stack(states, dim=2), state
+    states, state = _scan(k_out.transpose(-1, -2) @ v, decay, state)
+    return q_in @ states, state
+
+
+def _sub_chunk(b: torch.Tensor) -> tuple[int, bool]:
+    """The sub-chunk size for cumulative log decays ``b`` ``[B, H, N, C, K]``, and whether factored.
+
+    `SUB_CHUNK` (the largest divisor of ``C`` up to it) when no sub-chunk's log decay
+    spans more than ``FACTOR_SPAN * log(max)``, else `PAIR_SUB_CHUNK` with per-pair decays.
+    """
+    C = b.shape[-2]
+    c = max(d for d in range(1, min(SUB_CHUNK, C) + 1) if C % d == 0)
+    ends = b.detach().unflatten(-2, (C // c, c))[..., -1, :]
+    span = (torch.cat([torch.zeros_like(ends[..., :1, :]), ends[..., :-1, :]], -2) - ends).max()
+    if span.item() <= FACTOR_SPAN * math.log(torch.finfo(b.dtype).max):
+        return c, True
+    return max(d for d in range(1, min(PAIR_SUB_CHUNK, C) + 1) if C % d == 0), False
 
 
 def gla_reference(
@@ -143,23 +179,27 @@ def gla(
     flash-linear-attention's layout and conventions (``fla/ops/gla/naive.py``,
     https://github.com/fla-org/flash-linear-attention).
 
-    The sequence is cut into chunks of ``chunk_size`` tokens (the last one zero-padded).
-    With ``b_t`` the cumulative log decay since the chunk's start, a chunk's output is
-    ``(q_t * exp(b_t)) S + sum_{s<=t} (q_t * k_s * exp(b_t - b_s)).sum() v_s`` and the
-    state moves on as ``S <- exp(b_C) S + sum_s (k_s * exp(b_C - b_s)) v_s^T``. Inside a
-    chunk, tokens are grouped in sub-chunks of up to `SUB_CHUNK` (as fla's kernels do):
-    pairs in different sub-chunks factor as ``exp(b_t - r) exp(r - e) exp(e - b_s)``
-    through the log decays ``r`` just before the query's sub-chunk and ``e`` at the end of
-    the key's, so they are matmuls, and pairs in the same sub-chunk take ``exp(b_t - b_s)``
-    per key dimension, one offset ``t - s`` at a time. Every exponent is at most 0, so
-    nothing overflows however strong the decay.
+    The sequence is cut into chunks of ``chunk_size`` tokens (the last one zero-padded)
+    and each chunk into sub-chunks (the paper's secondary chunking). With ``b_t`` the
+    cumulative log decay since the chunk's start, ``r`` its value just before the query's
+    sub-chunk and ``e_j`` at the end of sub-chunk ``j``, the output is
+    ``(q_t * exp(b_t - r)) S_r + sum_s (q_t * k_s * exp(b_t - b_s)).sum() v_s`` over the
+    ``s <= t`` of the same sub-chunk, where ``S_r``, the state before the sub-chunk,
+    gathers the earlier sub-chunks' own states ``U_j = sum_s (k_s * exp(e_j - b_s)) v_s^T``
+    with weights ``exp(r - e_j)`` and the state before the chunk with ``exp(r)``; the
+    states before chunks follow one another as ``S <- exp(b_C) S + U_chunk``. Inside a
+    sub-chunk, ``exp(b_t - b_s) = exp(b_t - r) exp(r - b_s)`` is a matmul when no
+    sub-chunk's decay spans more than ``FACTOR_SPAN * log(max float)`` (then no factor
+    overflows or loses precision), which ordinary gates meet with `SUB_CHUNK` tokens;
+    otherwise sub-chunks of `PAIR_SUB_CHUNK` take ``exp(b_t - b_s)`` pair by pair. All
+    other exponents are at most 0, so nothing overflows however strong the decay.
 
     Args:
       q: Queries ``[B, T, H, K]``.
       k: Keys ``[B, T, H, K]``.
       v: Values ``[B, T, H, V]``.
       gk: Log decays ``[B, T, H, K]``, at most 0 (e.g. ``-softplus(x)``): the chunked
-        form clamps every decay factor to at most 1.
+        form takes positive entries as 0.
       scale: Query scale; ``K ** -0.5`` when None.
       initial_state: State ``[B, H, K, V]`` before the first token; zeros when None.
       output_final_state: Whether to return the state after the last token.
@@ -175,41 +215,34 @@ def gla(
     scale = K ** -0.5 if scale is None else scale
     state = _initial(q, v, initial_state)
     C = chunk_size
-    c = max(d for d in range(1, min(SUB_CHUNK, C) + 1) if C % d == 0)
-    n = C // c
-    qc, kc, vc, gc = (_chunks(x, C) for x in (q * scale, k, v, gk))  # [B, H, N, C, .]
-    b = gc.cumsum(-2)
+    qc, kc, vc, gc = (_chunks(x, C) for x in (q * scale, k, v, gk.clamp(max=0.0)))
+    b = gc.cumsum(-2)  # [B, H, N, C, K]
+    c, factored = _sub_chunk(b)
     B, H, N = qc.shape[:3]
-    sub = (B, H, N, n, c, K)
-    qs, ks, bs = qc.reshape(sub), kc.reshape(sub), b.reshape(sub)
-    dev, dt = q.device, q.dtype
+    n, V, dt, dev = C // c, vc.shape[-1], q.dtype, q.device
+    qs, ks, bs, vs = (x.unflatten(3, (n, c)) for x in (qc, kc, b, vc))  # [B, H, N, n, c, .]
+    ends = bs[..., -1, :]  # [B, H, N, n, K]
+    refs = torch.cat([ends.new_zeros(B, H, N, 1, K), ends], dim=3)  # before each, chunk's end
+    q_ref = qs * _decay(bs - refs[..., :-1, None, :])
 
-    # Same sub-chunk: pairwise decays exp(b_t - b_s), s = t - d, one offset d at a time.
-    a_diag = torch.diag_embed((qs * ks).sum(-1))  # [B,H,N,n,c,c]
-    for d in range(1, c):
-        pair = _decay(bs[..., d:, :] - bs[..., :-d, :])
-        a_diag = a_diag + torch.diag_embed((qs[..., d:, :] * ks[..., :-d, :] * pair).sum(-1), -d)
+    # Same sub-chunk: exp(b_t - b_s), factored through r or pair by pair.
+    causal = torch.ones(c, c, dtype=dt, device=dev).tril()
+    if factored:
+        k_ref = ks * (refs[..., :-1, None, :] - bs).exp()
+        a = (q_ref @ k_ref.transpose(-1, -2)) * causal  # [B, H, N, n, c, c]
+    else:
+        pair = _decay(bs[..., :, None, :] - bs[..., None, :, :], causal[..., None])
+        a = (qs[..., :, None, :] * ks[..., None, :, :] * pair).sum(-1)
 
-    # Sub-chunk j < i: exp(b_t - b_s) = exp(b_t - r_i) exp(r_i - e_j) exp(e_j - b_s), with
-    # r_i the log decay just before sub-chunk i and e_j the one at the end of sub-chunk j.
-    ends = bs[..., -1, :]  # [B,H,N,n,K]
-    ref = torch.cat([b.new_zeros(B, H, N, 1, K), ends[:, :, :, :-1]], dim=3)
-    q_ref = qs * _decay(bs - ref[..., None, :])
-    k_end = ks * _decay(ends[..., None, :] - bs)
-    earlier = torch.ones(n, n, dtype=dt, device=dev).tril(-1)[..., None]
-    mid = _decay(ref[..., :, None, :] - ends[..., None, :, :], earlier)  # [B,H,N,n_i,n_j,K]
-    keys = (mid[..., None, :] * k_end[:, :, :, None]).reshape(B, H, N, n, C, K)  # [.., i, (j s), K]
-    a = (q_ref @ keys.transpose(-1, -2)).reshape(B, H, N, n, c, n, c)
-    eye = torch.eye(n, dtype=dt, device=dev)[:, None, :, None]
-    a = a + a_diag[..., None, :] * eye  # [B,H,N,n_i,c_t,n_j,c_s]
-    o_intra = a.reshape(B, H, N, C, C) @ vc
-
-    # Across chunks: q_t exp(b_t) = q_ref exp(r_i), k_s exp(b_C - b_s) = k_end exp(b_C - e_j).
-    b_last = b[:, :, :, -1]
-    q_in = (q_ref * _decay(ref)[..., None, :]).reshape(qc.shape)
-    k_out = (k_end * _decay(b_last[:, :, :, None] - ends)[..., None, :]).reshape(kc.shape)
-    o_inter, state = _across_chunks(q_in, k_out, vc, _decay(b_last), state)
-    return _unchunk(o_intra + o_inter, T), state if output_final_state else None
+    # Sub-chunks' own states, summed into the state before each sub-chunk (and the chunk's end).
+    own = (ks * _decay(ends[..., None, :] - bs)).transpose(-1, -2) @ vs  # [B, H, N, n, K, V]
+    earlier = torch.ones(n + 1, n, dtype=dt, device=dev).tril(-1)[..., None]
+    w = _decay(refs[..., :, None, :] - ends[..., None, :, :], earlier)  # [B, H, N, n+1, n, K]
+    inner = (w.movedim(-1, -3) @ own.transpose(-2, -3)).transpose(-2, -3)  # [B, H, N, n+1, K, V]
+    starts, state = _scan(inner[:, :, :, -1], _decay(refs[..., -1, :]), state)
+    states = inner[:, :, :, :-1] + _decay(refs[..., :-1, :])[..., None] * starts[:, :, :, None]
+    o = a @ vs + q_ref @ states
+    return _unchunk(o.reshape(B, H, N, C, V), T), state if output_final_state else None
 
 
 def simple_gla_reference(
@@ -294,7 +327,7 @@ def simple_gla(
     T, K = q.shape[1], q.shape[-1]
     scale = K ** -0.5 if scale is None else scale
     state = _initial(q, v, initial_state)
-    C = chunk_size
+    C = max(1, min(chunk_size, T))  # a short sequence is one chunk, not padded
     qc, kc, vc = (_chunks(x, C) for x in (q * scale, k, v))  # [B, H, N, C, .]
     b = _chunks(g, C).cumsum(-1)  # [B, H, N, C]
     causal = torch.ones(C, C, dtype=q.dtype, device=q.device).tril()

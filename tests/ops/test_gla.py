@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import memnas.ops.gated_linear as gated_linear
 from memnas.ops import gla, gla_reference, simple_gla, simple_gla_reference
 
 B, T, H, K, V, CHUNK = 2, 37, 3, 5, 4, 16
@@ -101,6 +102,53 @@ def test_extreme_decays_stay_finite_and_exact(op, reference, gate_dims):
     torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-9)
     (o.sum() + s.sum()).backward()
     assert torch.isfinite(gate.grad).all()
+
+
+@pytest.mark.parametrize("factored", [True, False], ids=["factored", "per_pair"])
+@pytest.mark.parametrize("chunk_size, sub_chunk", [(32, 8), (24, 6), (20, 8), (9, 4)])
+def test_gla_both_intra_forms_over_many_sub_chunks(monkeypatch, factored, chunk_size, sub_chunk):
+    # Several sub-chunks per chunk, through the factored form or (span bound 0) per pair.
+    monkeypatch.setattr(gated_linear, "SUB_CHUNK", sub_chunk)
+    monkeypatch.setattr(gated_linear, "PAIR_SUB_CHUNK", sub_chunk)
+    if not factored:
+        monkeypatch.setattr(gated_linear, "FACTOR_SPAN", 0.0)
+    x = _inputs(True, seed=5)
+    args = (x["q"], x["k"], x["v"], x["gate"])
+    b = gated_linear._chunks(x["gate"], chunk_size).cumsum(-2)
+    c = max(d for d in range(1, sub_chunk + 1) if chunk_size % d == 0)
+    assert gated_linear._sub_chunk(b) == (c, factored)
+    o, s = gla(*args, initial_state=x["initial_state"], output_final_state=True,
+               chunk_size=chunk_size)
+    o_ref, s_ref = gla_reference(*args, initial_state=x["initial_state"], output_final_state=True)
+    torch.testing.assert_close(o, o_ref, rtol=0, atol=1e-9)
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-9)
+
+
+def test_gla_spans_past_the_bound_take_the_per_pair_form():
+    x = _inputs(False, seed=6)
+    gate = torch.full_like(x["gate"], -30.0)  # a 32-token sub-chunk spans 960 > log(max) / 4
+    b = gated_linear._chunks(gate, 64).cumsum(-2)
+    assert gated_linear._sub_chunk(b) == (gated_linear.PAIR_SUB_CHUNK, False)
+    assert gated_linear._sub_chunk(b / 100) == (gated_linear.SUB_CHUNK, True)
+    o, _ = gla(x["q"], x["k"], x["v"], gate)
+    torch.testing.assert_close(o, gla_reference(x["q"], x["k"], x["v"], gate)[0], rtol=0, atol=1e-9)
+
+
+def test_gla_float32_stays_close_to_float64():
+    x = _inputs(False, seed=7)
+    args = [x[name] for name in ("q", "k", "v", "gate")]
+    o32, _ = gla(*(t.float() for t in args))
+    assert o32.dtype == torch.float32
+    torch.testing.assert_close(o32.double(), gla_reference(*args)[0], rtol=0, atol=1e-5)
+
+
+def test_gla_takes_positive_log_decays_as_zero():
+    x = _inputs(False, seed=8)
+    gate = x["gate"] + 0.5  # some entries above 0
+    assert (gate > 0).any()
+    o, _ = gla(x["q"], x["k"], x["v"], gate, chunk_size=CHUNK)
+    o_ref, _ = gla_reference(x["q"], x["k"], x["v"], gate.clamp(max=0.0))
+    torch.testing.assert_close(o, o_ref, rtol=0, atol=1e-9)
 
 
 def test_package_exports_the_functions():
