@@ -13,7 +13,8 @@ from memnas.bench import mixers as bench
 @pytest.mark.usefixtures("one_thread")  # as the search-space tests: torch on one thread
 def test_quick_run_shape(capsys: pytest.CaptureFixture[str]) -> None:
     figures = bench.run(
-        quick=True, mixers=["LinearAttention", "MixtureOfMemories", "SoftmaxAttention"], seq_len=48
+        quick=True, mixers=["LinearAttention", "MixtureOfMemories", "SoftmaxAttention", "ELMNeuron"],
+        seq_len=48,
     )
     json.dumps(figures)
     assert "mixers" in available()
@@ -23,9 +24,13 @@ def test_quick_run_shape(capsys: pytest.CaptureFixture[str]) -> None:
         assert {"speedup", "max_abs_err", "chunked_ms", "reference_ms"} <= set(row), row
         assert row["speedup"] > 0 and row["chunked_ms"] > 0 and row["reference_ms"] > 0
         assert 0 <= row["max_abs_err"] < 1e-5, name
+        assert 0 <= row["max_abs_err_f32"] < 1e-3, name
+    # The ELM neuron has no parallel form: timed apart, not in the speed-up table.
+    assert set(figures["per_token"]) == {"ELMNeuron"}
+    assert figures["per_token"]["ELMNeuron"]["tokens_per_s"] > 0
     assert figures["config"]["seq_len"] == 48
     out = capsys.readouterr().out
-    assert "LinearAttention" in out and "speedup" in out
+    assert "LinearAttention" in out and "speedup" in out and "no parallel form" in out
 
 
 def test_unknown_mixer_is_named() -> None:
