@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 Tensor = torch.Tensor
 
@@ -104,18 +108,140 @@ def selective_scan_reference(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: 
     return y, (x if output_final_state else None)
 
 
+def _pairs(length: int, step: int, first: int, reverse: bool) -> tuple[slice, slice] | None:
+    """Slices ``(targets, sources)`` of one Brent-Kung level: targets ``first + 2 step k``,
+    sources ``step`` earlier (mirrored in time, sources ``step`` later, when ``reverse``)."""
+    if first >= length:
+        return None
+    count = (length - 1 - first) // (2 * step) + 1
+    span = 2 * step * (count - 1) + 1
+    lo = length - 1 - (first + 2 * step * (count - 1)) if reverse else first
+    src = lo + step if reverse else lo - step
+    return slice(lo, lo + span, 2 * step), slice(src, src + span, 2 * step)
+
+
+def _scan_(a: Tensor, b: Tensor, reverse: bool = False) -> None:
+    """In place along dim 0: ``b[t] = a[t] b[t-1] + b[t]`` (``b[t+1]`` if ``reverse``).
+
+    A Brent-Kung scan: an up-sweep combines aligned blocks of 2, 4, 8, ... steps (block
+    decays ``a`` multiply, block inputs ``b`` add after decaying), a down-sweep completes
+    the prefixes; about ``3 L`` multiply-adds in ``2 log2(L)`` strided ops, no subtraction
+    or division, so decays in ``[0, 1]`` keep every partial result bounded. ``a`` is
+    clobbered (it ends holding block decays).
+    """
+    length = a.shape[0]
+    step = 1
+    while 2 * step <= length:
+        tgt, src = _pairs(length, step, 2 * step - 1, reverse)
+        b[tgt].addcmul_(a[tgt], b[src])
+        if 4 * step <= length:  # the top level's block decays are never read
+            a[tgt].mul_(a[src])
+        step *= 2
+    while step >= 1:
+        pair = _pairs(length, step, 3 * step - 1, reverse)
+        if pair is not None:
+            b[pair[0]].addcmul_(a[pair[0]], b[pair[1]])
+        step //= 2
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """The S6 state recurrence, chunk by chunk, with a hand-written backward.
+
+    Layout ``[L, batch, G, H, n]`` (time first, so a time step is one contiguous block):
+    ``dt, w [L, b, G, H]`` (``w = delta * u``), ``A [G, H, n]``, ``B, C [L, b, G, n]``,
+    ``h0 [b, G, H, n]``. Per chunk, in buffers reused across chunks: ``a = exp(dt A)``,
+    ``h = w B`` with the carried state added at the chunk's first step, `_scan_`, then
+    ``y = C . h``. The backward recomputes each chunk's states from the saved chunk starts
+    and runs the adjoint recurrence ``g_t = C_t gy_t + a_{t+1} g_{t+1}`` with the same scan
+    in reverse, so no ``[L, b, dim, n]`` tensor is ever stored.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, dt: Tensor, w: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                h0: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+        dt, w, B, C = dt.contiguous(), w.contiguous(), B.contiguous(), C.contiguous()
+        length = dt.shape[0]
+        c = max(1, min(chunk, length))
+        buf_a = dt.new_empty(c, *dt.shape[1:], A.shape[-1])
+        buf_h = torch.empty_like(buf_a)
+        starts, ys, h = [], [], h0
+        for s in range(0, length, c):
+            e = min(length, s + c)
+            a, hh = buf_a[: e - s], buf_h[: e - s]
+            torch.mul(dt[s:e, ..., None], A, out=a).exp_()
+            torch.mul(w[s:e, ..., None], B[s:e, :, :, None, :], out=hh)
+            hh[0].addcmul_(a[0], h)
+            starts.append(h)
+            _scan_(a, hh)
+            ys.append(torch.matmul(C[s:e, ..., None, :], hh.transpose(-1, -2)).squeeze(-2))
+            h = hh[-1].clone()
+        ctx.save_for_backward(dt, w, A, B, C, h0)
+        ctx.starts, ctx.chunk = starts[1:], c                # starts[0] is h0, saved above
+        return torch.cat(ys), h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gy: Tensor, gh: Tensor) -> tuple[Tensor | None, ...]:
+        dt, w, A, B, C, h0 = ctx.saved_tensors
+        starts = [h0, *ctx.starts]
+        gy = gy.contiguous()
+        length, b, groups, heads = dt.shape
+        n, c = A.shape[-1], ctx.chunk
+        buf_a = dt.new_empty(c, b, groups, heads, n)
+        buf_h, buf_g, buf_t = (torch.empty_like(buf_a) for _ in range(3))
+        gdt, gw, gB, gC = (torch.empty_like(x) for x in (dt, w, B, C))
+        gA, ones_n, ones_r = torch.zeros_like(A), dt.new_ones(n), dt.new_ones(c * b)
+        for k in reversed(range(len(starts))):
+            s, e = k * c, min(length, (k + 1) * c)
+            m, start = e - s, starts[k]
+            a, hh, g, t = buf_a[:m], buf_h[:m], buf_g[:m], buf_t[:m]
+            torch.mul(dt[s:e, ..., None], A, out=a).exp_()
+            torch.mul(w[s:e, ..., None], B[s:e, :, :, None, :], out=hh)
+            hh[0].addcmul_(a[0], start)
+            _scan_(t.copy_(a), hh)                            # the chunk's states, again
+            torch.mul(gy[s:e, ..., None], C[s:e, :, :, None, :], out=g)
+            g[-1] += gh                                       # from later steps (or the output)
+            t[:-1].copy_(a[1:])
+            t[-1].zero_()
+            _scan_(t, g, reverse=True)                        # g_t: gradient of h_t
+            gh = a[0] * g[0]                                  # gradient of the chunk's start
+            gC[s:e] = torch.matmul(gy[s:e, ..., None, :], hh).squeeze(-2)
+            gw[s:e] = torch.matmul(B[s:e, ..., None, :], g.transpose(-1, -2)).squeeze(-2)
+            gB[s:e] = torch.matmul(w[s:e, ..., None, :], g).squeeze(-2)
+            g[1:].mul_(hh[:-1])
+            g[0].mul_(start)
+            g.mul_(a)                                         # gradient of dt A, the log decay
+            gdt[s:e] = (torch.mul(g, A, out=t).view(-1, n) @ ones_n).view(m, b, groups, heads)
+            torch.mul(g, dt[s:e, ..., None], out=t)
+            gA += (ones_r[: m * b] @ t.view(m * b, -1)).view(A.shape)
+        return gdt, gw, gA, gB, gC, gh, None
+
+
+def _s6_layout(X: Tensor, length: int, batch: int, dim: int, groups: int) -> Tensor:
+    """B or C as ``[L, batch, groups, n]`` (constant ``[dim, n]`` only with ``groups = dim``)."""
+    if X.dim() == 2:
+        return X[None, None].expand(length, batch, -1, -1)
+    X = (X[:, None] if X.dim() == 3 else X).permute(3, 0, 1, 2)
+    if groups % X.shape[2] or dim % groups:
+        raise ValueError(f"selective_scan: B and C groups must divide dim={dim}, "
+                         f"got {X.shape[2]} and {groups}")
+    return X.repeat_interleave(groups // X.shape[2], dim=2)
+
+
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                    D: Tensor | None = None, z: Tensor | None = None,
                    delta_bias: Tensor | None = None, delta_softplus: bool = False,
                    initial_state: Tensor | None = None, output_final_state: bool = False,
                    chunk_size: int = 64) -> tuple[Tensor, Tensor | None]:
-    """Mamba's selective scan in chunks; the same function as :func:`selective_scan_reference`.
+    """Mamba's selective scan by chunked parallel scans; the function of `selective_scan_reference`.
 
-    Within each chunk (all chunks at once) the zero-start states ``h_t = sum_{s<=t}
-    exp(cs_t - cs_s) delta_s B_s u_s``, ``cs`` the cumulative sum of ``delta A`` in log space,
-    come from a log2(chunk)-step Hillis-Steele scan whose decays are all ``<= 1``; across
-    chunks the boundary state follows ``h_end = exp(cs_end) h_start + h_local`` and enters
-    each position as ``exp(cs_t) h_start``.
+    The recurrence ``h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t`` is linear, so each
+    chunk of time steps is solved at once by an in-place Brent-Kung scan (`_scan_`) and
+    the state is carried from chunk to chunk; ``y_t = C_t . h_t`` is a batched matmul.
+    Nothing is formed in log space or divided, so the result agrees with the per-step
+    loop to rounding whatever the decays. Memory: the forward keeps only each chunk's
+    start state; the backward (hand-written, the adjoint recurrence run by the same scan
+    in reverse) recomputes each chunk's states in chunk-sized buffers.
 
     Args:
         u: Input ``[batch, dim, L]``.
@@ -129,48 +255,45 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         delta_softplus: Apply softplus to ``delta``.
         initial_state: ``[batch, dim, dstate]``.
         output_final_state: Return the state after the last step.
-        chunk_size: Chunk length; ``L`` need not be a multiple of it.
+        chunk_size: Time steps per chunk (speed and memory only; ``L`` need not be a multiple).
 
     Returns:
         ``(y [batch, dim, L], final_state [batch, dim, dstate] or None)``.
     """
-    delta, B, C = _s6_inputs(u, delta, A, B, C, delta_bias, delta_softplus)
+    if A.is_complex():
+        raise NotImplementedError("complex A is not supported; use a real A")
+    if chunk_size < 1:
+        raise ValueError(f"selective_scan: chunk_size must be >= 1, got {chunk_size}")
     batch, dim, length = u.shape
     n = A.shape[1]
-    c = max(1, min(chunk_size, length))
-    pad = (-length) % c
-    nc = (length + pad) // c
-    # Padded steps have delta = 0: decay 1 and no input, so the final state is unchanged.
-    dlt, uu = _pad_time(delta, 2, pad), _pad_time(u, 2, pad)
-    Bp, Cp = _pad_time(B, 3, pad), _pad_time(C, 3, pad)
-    a = (dlt[:, :, None, :] * A[None, :, :, None]).reshape(batch, dim, n, nc, c)
-    Bp = Bp.reshape(*Bp.shape[:3], nc, c)
-    Cp = Cp.reshape(*Cp.shape[:3], nc, c)
-    # Hillis-Steele scan inside every chunk at once. After the step with offset k, local[t]
-    # sums the inputs of the 2k steps ending at t, each times its decay exp(cs_t - cs_s) <= 1,
-    # and cum[t] = exp(cs_t - cs_{t-2k}) (cs: cumulative sum of delta A in log space), built
-    # as products of decays in (0, 1]; at the end cum[t] = exp(cs_t), cs from chunk start.
-    local = (dlt * uu).reshape(batch, dim, 1, nc, c) * Bp
-    cum = torch.exp(a)
-    k = 1
-    while k < c:
-        local = torch.cat([local[..., :k], torch.addcmul(local[..., k:], cum[..., k:],
-                                                         local[..., :-k])], dim=-1)
-        cum = torch.cat([cum[..., :k], cum[..., k:] * cum[..., :-k]], dim=-1)
-        k *= 2
-    h = u.new_zeros(batch, dim, n) if initial_state is None else initial_state
-    starts = []
-    for k in range(nc):
-        starts.append(h)
-        h = cum[..., k, -1] * h + local[..., k, -1]
-    start = torch.stack(starts, dim=3)                        # [b, d, n, nc]
-    states = local + cum * start[..., None]
-    y = (states * Cp).sum(2).reshape(batch, dim, nc * c)[..., :length]
+    if length == 0:
+        y, h = selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                        initial_state, output_final_state)
+        return y, h
+    if delta_bias is not None:
+        delta = delta + delta_bias[..., None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    dtype = functools.reduce(torch.promote_types, [t.dtype for t in (u, delta, A, B, C)])
+    g_b, g_c = (dim if X.dim() == 2 else 1 if X.dim() == 3 else X.shape[1] for X in (B, C))
+    groups = g_b if g_b == g_c else dim
+    heads = dim // groups
+
+    def steps(X: Tensor) -> Tensor:                           # [b, dim, L] -> [L, b, G, H]
+        return X.to(dtype).permute(2, 0, 1).reshape(length, batch, groups, heads)
+
+    h0 = (u.new_zeros(batch, dim, n, dtype=dtype) if initial_state is None
+          else initial_state.to(dtype))
+    y, h = _SelectiveScan.apply(
+        steps(delta), steps(delta * u), A.to(dtype).reshape(groups, heads, n),
+        *(_s6_layout(X.to(dtype), length, batch, dim, groups) for X in (B, C)),
+        h0.reshape(batch, groups, heads, n), chunk_size)
+    y = y.reshape(length, batch, dim).permute(1, 2, 0)
     if D is not None:
         y = y + u * D[:, None]
     if z is not None:
         y = y * F.silu(z)
-    return y, (h if output_final_state else None)
+    return y, (h.reshape(batch, dim, n) if output_final_state else None)
 
 
 def _ssd_inputs(x: Tensor, B: Tensor, C: Tensor) -> tuple[Tensor, Tensor]:

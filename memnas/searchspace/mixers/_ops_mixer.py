@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from typing import Any, Callable
 
 import pyglove as pg
@@ -18,6 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from memnas.ops.backend import resolve
+
+# Mamba's initial step sizes: log-uniform in [DT_MIN, DT_MAX], floored at DT_FLOOR; and
+# Mamba2's initial per-head decay rates A ~ U(A_INIT_RANGE).
+DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
+A_INIT_RANGE = (1.0, 16.0)
 
 # The short causal convolution's kernel sizes the papers use: none, or 4
 # (Mamba, Mamba2, GLA with short conv, Gated DeltaNet, xLSTM's mLSTM block).
@@ -33,6 +39,24 @@ def check_conv(owner: str, kernel: int) -> None:
     """Raises ValueError naming ``kernel`` unless it is 0 or a positive size."""
     if not isinstance(kernel, int) or kernel < 0:
         raise ValueError(f"{owner}: conv_kernel must be an int >= 0 (0: no conv), got {kernel!r}")
+
+
+def dt_bias_init(size: int) -> torch.Tensor:
+    """Biases whose softplus is a step size drawn log-uniformly from ``[1e-3, 1e-1]``.
+
+    As ``dt_proj.bias`` in mamba_ssm's ``Mamba`` (and ``dt_bias`` in Mamba2 and Gated
+    DeltaNet): ``dt = exp(U(log 1e-3, log 1e-1))`` floored at ``1e-4``, and the bias is
+    ``softplus^{-1}(dt) = dt + log(1 - exp(-dt))``.
+    """
+    u = torch.rand(size)
+    dt = torch.exp(u * (math.log(DT_MAX) - math.log(DT_MIN)) + math.log(DT_MIN))
+    dt = dt.clamp(min=DT_FLOOR)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
+def decay_rate_init(num_heads: int) -> torch.Tensor:
+    """Mamba2's initial ``A_log`` per head: ``log A`` with ``A ~ U(1, 16)``."""
+    return torch.empty(num_heads).uniform_(*A_INIT_RANGE).log()
 
 
 class ShortConv(nn.Module):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import pyglove as pg
@@ -16,11 +15,10 @@ from memnas.searchspace.mixers._ops_mixer import (
     ShortConv,
     check_conv,
     conv_decision,
+    decay_rate_init,
+    dt_bias_init,
 )
 
-# Mamba2's ranges for the initial decay rate A and step dt (as fla's GatedDeltaNet).
-A_INIT_RANGE = (1.0, 16.0)
-DT_MIN, DT_MAX, DT_FLOOR = 1e-3, 1e-1, 1e-4
 
 
 @register_mixer
@@ -89,20 +87,6 @@ class GatedDeltaNet(Mixer):
         return cls(num_heads=2, conv_kernel=4)
 
 
-def mamba2_decay_init(num_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial ``(A_log, dt_bias)`` per head, as Mamba2 draws them.
-
-    ``A ~ U(1, 16)``; ``dt`` log-uniform in ``[1e-3, 1e-1]`` (floored at ``1e-4``) and
-    ``dt_bias = softplus^{-1}(dt)``, so the initial log decays ``-A * dt`` spread over
-    about ``[-1.6, -1e-3]`` per token.
-    """
-    a = torch.empty(num_heads).uniform_(*A_INIT_RANGE)
-    u = torch.rand(num_heads)
-    dt = torch.exp(u * (math.log(DT_MAX) - math.log(DT_MIN)) + math.log(DT_MIN))
-    dt = dt.clamp(min=DT_FLOOR)
-    return a.log(), dt + torch.log(-torch.expm1(-dt))
-
-
 class GatedDeltaNetModule(OpMixerModule):
     """(B, T, D) -> (B, T, D) causal multi-head gated delta rule (see `GatedDeltaNet`).
 
@@ -119,9 +103,9 @@ class GatedDeltaNetModule(OpMixerModule):
         self.d_head = d_model // num_heads
         self.in_proj = nn.Linear(d_model, 4 * d_model + 2 * num_heads, bias=False)
         self.conv = ShortConv(3 * d_model, conv_kernel)
-        a_log, dt_bias = mamba2_decay_init(num_heads)
-        self.A_log = nn.Parameter(a_log)
-        self.dt_bias = nn.Parameter(dt_bias)
+        # Mamba2's initialisation (as fla's GatedDeltaNet): A ~ U(1, 16), dt log-uniform.
+        self.A_log = nn.Parameter(decay_rate_init(num_heads))
+        self.dt_bias = nn.Parameter(dt_bias_init(num_heads))
         self.norm_weight = nn.Parameter(torch.ones(self.d_head))
         self.out = nn.Linear(d_model, d_model, bias=False)
 
