@@ -326,7 +326,7 @@ def _print_summary(result: Any) -> None:
     for obj in objectives:
         best = result.best(obj)
         if best is not None:
-            click.echo(f"  best {obj} ({objectives[obj]}): {best[obj]:.4g}  "
+            click.echo(f"  best {obj} ({objectives[obj]}): {_value(best[obj])}  "
                        f"trial {best['number']}: {best['summary']}")
     c = result.cache_counters()
     click.echo(f"  equivalence cache: {c['misses']} evaluated, {c['hits']} hits, "
@@ -335,7 +335,7 @@ def _print_summary(result: Any) -> None:
     if len(objectives) > 1 and not front.empty:
         click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")
         for _, row in front.iterrows():  # each architecture once: cached twins folded in
-            vals = "  ".join(f"{k}={row[k]:.4g}" for k in objectives)
+            vals = "  ".join(f"{k}={_value(row[k])}" for k in objectives)
             twins = list(row.get("twins") or ())
             also = f"  (cached twin{'s' if len(twins) > 1 else ''} " \
                 f"{', '.join(f'#{n}' for n in twins)})" if twins else ""
@@ -355,9 +355,17 @@ def _print_supernets(df: Any, objectives: dict[str, str]) -> None:
     if len(runs):
         click.echo(f"  supernet runs (not candidates: never best, not on the front): {len(runs)}")
     for _, row in runs.iterrows():
-        vals = "  ".join(f"{k}={row[k]:.4g}" for k in objectives if k in row and row[k] == row[k])
+        vals = "  ".join(f"{k}={_value(row[k])}" for k in objectives if k in row and row[k] == row[k])
         click.echo(f"    #{row['number']:<4} {row['status']}  {vals}  {row['summary']}")
+
+
+def _value(x: float) -> str:
+    """A metric for `memnas show`: whole numbers (bytes, params) in full, others to 4 digits."""
+    if float(x).is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:.4g}"
 
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+

@@ -8,6 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import memnas
 from memnas.cli import main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -427,3 +428,18 @@ def test_rm_and_mv_on_a_missing_store_create_nothing(tmp_path):
         _one_error_line(CliRunner().invoke(main, [*args, "--store", f"sqlite:///{db}"]),
                         "error: cannot open store ")
     assert not db.exists()
+
+
+def test_show_prints_the_accuracy_state_bytes_front_of_a_memory_search(tmp_path):
+    url = f"sqlite:///{tmp_path}/memory.db"
+    path = os.path.join(HERE, "cli_files", "memory_experiment.py")
+    r = CliRunner().invoke(main, ["run", path, "--max-trials", "5", "--executor", "local",
+                                  "--store", url])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["show", "cli-memory", "--store", url])
+    assert r.exit_code == 0 and "Pareto front (accuracy vs state_bytes)" in r.output, r.output
+    front = [line for line in r.output.splitlines() if "state_bytes=" in line and "#" in line]
+    assert front and all(line.split("state_bytes=")[1].split()[0].isdigit() for line in front)
+    rows = memnas.load("cli-memory", store=url).trials()
+    for cost in ("state_bytes", "flops_per_token", "params", "latency_ms"):
+        assert rows[cost].notna().all() and (rows[cost] > 0).all(), cost
