@@ -34,7 +34,7 @@ from memnas.searchspace import Block, LinearAttention, Mixer, SequenceModel, Sof
 from memnas.searchspace import registered_mixers
 
 LAYERS = 2
-FULL = {"level": "medium", "steps": 600, "widths": (16, 32, 64), "seeds": (0,)}
+FULL = {"level": "medium", "steps": 800, "widths": (16, 32, 64), "seeds": (0,)}
 QUICK = {"level": "easy", "steps": 250, "widths": (16, 32), "seeds": (0,)}
 # Families left out by default: wrappers and memories without a parallel form are slow
 # on CPUs at these lengths; name them with --mixers to include them.
