@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,6 +44,13 @@ class TrainEvaluator:
     report (measured before each update, on unseen data); at the end,
     ``eval_loss`` and ``eval_accuracy`` on the held-out set.
 
+    Multi-fidelity: at each step of ``eval_at`` (before the last) the held-out set is
+    evaluated too, reported as ``eval_loss``/``eval_accuracy`` curve points at that
+    step and returned as metrics ``accuracy_at_<step>``, ``loss_at_<step>`` with the
+    training seconds so far as cost ``train_s_at_<step>``: one run gives a learning
+    curve (the learning-rate schedule is the full run's, as in ASHA's rungs of one
+    training run).
+
     Attributes:
       task: The task, e.g. ``MQAR(...)``; the candidate's vocabulary must cover it.
       steps: Optimizer steps; ``ctx.budget["steps"]`` overrides it.
@@ -55,6 +63,7 @@ class TrainEvaluator:
       eval_seed: Seed of the held-out set.
       report_every: Steps between curve points.
       latency_batch_size: Rows of the fixed held-out batch timed for ``latency_ms``.
+      eval_at: Steps at which to evaluate the held-out set during training as well.
     """
 
     task: SequenceTask
@@ -68,6 +77,7 @@ class TrainEvaluator:
     eval_seed: int = 0
     report_every: int = 25
     latency_batch_size: int = 16
+    eval_at: tuple[int, ...] = ()
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Trains and evaluates ``candidate``.
@@ -127,6 +137,15 @@ class TrainEvaluator:
             ctx.report(step, **values)
             curve.extend({"step": step, "name": k, "value": float(v)} for k, v in values.items())
 
+        eval_inputs, eval_targets = self.task.batch(
+            self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0)
+        )
+        eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
+        checkpoints = {int(s) for s in self.eval_at if 0 < int(s) < steps}
+        fidelity: dict[str, float] = {}
+        fidelity_costs: dict[str, float] = {}
+        train_s, start = 0.0, time.perf_counter()
+
         model.train()
         window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
         for step in range(1, steps + 1):
@@ -161,16 +180,25 @@ class TrainEvaluator:
                 window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
             if diverged:
                 break
+            if step in checkpoints:
+                train_s += time.perf_counter() - start
+                at_loss, at_accuracy = evaluate(model, eval_inputs, eval_targets)
+                model.train()
+                report(step, eval_loss=at_loss, eval_accuracy=at_accuracy)
+                fidelity.update({f"accuracy_at_{step}": at_accuracy, f"loss_at_{step}": at_loss})
+                fidelity_costs[f"train_s_at_{step}"] = train_s
+                start = time.perf_counter()
 
-        eval_inputs, eval_targets = self.task.batch(
-            self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0)
-        )
-        eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
+        train_s += time.perf_counter() - start
         eval_loss, eval_accuracy = evaluate(model, eval_inputs, eval_targets)
         report(step, eval_loss=eval_loss, eval_accuracy=eval_accuracy)
+        costs = model_costs(candidate, model, eval_inputs[: self.latency_batch_size])
+        if checkpoints:
+            fidelity.update({f"accuracy_at_{step}": eval_accuracy, f"loss_at_{step}": eval_loss})
+            costs.update(fidelity_costs, **{f"train_s_at_{step}": train_s})
         return Measurement(
-            metrics={"accuracy": eval_accuracy, "loss": eval_loss},
-            costs=model_costs(candidate, model, eval_inputs[: self.latency_batch_size]),
+            metrics={"accuracy": eval_accuracy, "loss": eval_loss, **fidelity},
+            costs=costs,
             curve=curve,
         )
 

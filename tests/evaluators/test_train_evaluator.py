@@ -118,3 +118,22 @@ def test_runs_on_cuda_when_given_a_gpu() -> None:
     assert ctx.device == "cuda"
     m = _tiny()(_model(), ctx)
     assert 0.0 <= m.metrics["accuracy"] <= 1.0 and m.costs["latency_ms"] > 0
+
+
+def test_eval_at_gives_a_learning_curve_from_one_run() -> None:
+    task = MQAR(vocab_size=16, seq_len=12, num_kv_pairs=2)
+    spec = SequenceModel(vocab_size=16, d_model=16, max_len=12,
+                         layers=[Block(mixer=SoftmaxAttention(num_heads=2))])
+    full = TrainEvaluator(task=task, steps=30, batch_size=8, eval_examples=32,
+                          eval_at=(10, 20, 30, 99))
+    m = full(spec, Context(seed=3))
+    assert {"accuracy_at_10", "accuracy_at_20", "accuracy_at_30"} <= set(m.metrics)
+    assert "accuracy_at_99" not in m.metrics  # past the run: ignored
+    assert m.metrics["accuracy_at_30"] == m.metrics["accuracy"]
+    t = [m.costs[f"train_s_at_{s}"] for s in (10, 20, 30)]
+    assert 0 < t[0] < t[1] < t[2]
+    evals = [p["step"] for p in m.curve if p["name"] == "eval_accuracy"]
+    assert evals == [10, 20, 30]
+    # Checkpoints evaluate without changing the training: the same final model.
+    plain = TrainEvaluator(task=task, steps=30, batch_size=8, eval_examples=32)(spec, Context(seed=3))
+    assert plain.metrics["loss"] == pytest.approx(m.metrics["loss"], abs=1e-6)
