@@ -30,6 +30,9 @@ class SeededTraining:
     run in. Metrics ``accuracy`` and ``loss`` (means over seeds) and
     ``accuracy_s<seed>``, ``loss_s<seed>``; costs ``params``, ``latency_ms``
     (first seed) and ``train_time_s<seed>`` (seconds of training and evaluation).
+    With a trainer's ``eval_at`` checkpoints also ``accuracy_at_<b>_s<seed>``,
+    ``loss_at_<b>_s<seed>`` and costs ``train_s_at_<b>_s<seed>``; ``state_bytes``
+    and ``flops_per_token`` when the trainer measures them.
 
     Attributes:
       trainer: The `TrainEvaluator` run for each seed.
@@ -55,8 +58,14 @@ class SeededTraining:
                 costs[f"train_time_s{seed}"] = time.perf_counter() - start
                 metrics[f"accuracy_s{seed}"] = m.metrics["accuracy"]
                 metrics[f"loss_s{seed}"] = m.metrics["loss"]
-                costs.setdefault("params", m.costs["params"])
-                costs.setdefault("latency_ms", m.costs["latency_ms"])
+                for name, value in m.metrics.items():
+                    if name.startswith(("accuracy_at_", "loss_at_")):
+                        metrics[f"{name}_s{seed}"] = value
+                for name, value in m.costs.items():
+                    if name.startswith("train_s_at_"):
+                        costs[f"{name}_s{seed}"] = value
+                    elif name in ("params", "latency_ms", "state_bytes", "flops_per_token"):
+                        costs.setdefault(name, value)
         finally:
             torch.set_num_threads(previous)
         for name in ("accuracy", "loss"):
@@ -79,7 +88,8 @@ def table_trainer(steps: int = 400) -> Any:
 def build_table(out: str, space: Any = None, trainer: Any = None,
                 seeds: Sequence[int] = TABLE_SEEDS, store: str | None = None,
                 workers: int = 2, executor: str = "ray", name: str = "tabular-mqar",
-                progress: bool = False) -> Table:
+                progress: bool = False, command: str = "python -m memnas.tabular.build_table",
+                ) -> Table:
     """Evaluates every architecture of ``space`` with memnas and writes the table to ``out``.
 
     Runs a `memnas.Experiment` whose algorithm is PyGlove's exhaustive
@@ -97,6 +107,7 @@ def build_table(out: str, space: Any = None, trainer: Any = None,
       executor: ``"ray"`` (default) or ``"local"``.
       name: Experiment name in the store.
       progress: Show memnas's progress line.
+      command: The command line recorded in the metadata.
 
     Returns:
       The table written.
@@ -120,7 +131,10 @@ def build_table(out: str, space: Any = None, trainer: Any = None,
                             progress=progress)
     wall = time.perf_counter() - start
     del result
-    rows = _rows(experiment.store, name, space, evaluator.seeds)
+    budgets = sorted(int(b) for b in getattr(trainer, "eval_at", ()) if 0 < b <= trainer.steps)
+    if budgets and budgets[-1] != trainer.steps:
+        budgets.append(int(trainer.steps))
+    rows = _rows(experiment.store, name, space, evaluator.seeds, budgets)
     missing = [dna_key(d) for d in dnas if dna_key(d) not in rows]
     if missing:
         raise ConfigError(f"the store {store!r} lacks {len(missing)} of {len(dnas)} "
@@ -131,17 +145,24 @@ def build_table(out: str, space: Any = None, trainer: Any = None,
                                     else v for k, v in dataclasses.asdict(trainer.task).items()}},
         "training": {k: v for k, v in dataclasses.asdict(trainer).items() if k != "task"},
         "seeds": list(evaluator.seeds), "memnas_version": memnas.__version__,
+        "budgets": budgets, "version": 2 if budgets else 1,
+        "objectives": sorted(["accuracy", "loss"] + [k for k in next(iter(rows.values()))
+                                                     if k in _COSTS]),
         "torch_version": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "generation": {"wall_s": round(wall, 1), "workers": workers, "executor": executor,
-                       "cpus": os.cpu_count(), "command": "python -m memnas.tabular.build_table"},
+                       "cpus": os.cpu_count(), "command": command},
     }
     table = Table(rows=rows, metadata=metadata)
     save_table(table, out)
     return table
 
 
-def _rows(url: str, name: str, space: Any, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
+_COSTS = ("params", "latency_ms", "state_bytes", "flops_per_token")
+
+
+def _rows(url: str, name: str, space: Any, seeds: Sequence[int],
+          budgets: Sequence[int] = ()) -> dict[str, dict[str, Any]]:
     from memnas.runner import dna_from_json
     from memnas.store import Store
 
@@ -161,6 +182,13 @@ def _rows(url: str, name: str, space: Any, seeds: Sequence[int]) -> dict[str, di
             "seeds": {str(s): {"accuracy": m[f"accuracy_s{s}"], "loss": m[f"loss_s{s}"],
                                "train_time_s": round(c[f"train_time_s{s}"], 3)} for s in seeds},
         }
+        for cost in ("state_bytes", "flops_per_token"):
+            if cost in c:
+                rows[key][cost] = c[cost]
+        for s in seeds if budgets else ():
+            rows[key]["seeds"][str(s)]["budgets"] = {
+                str(b): {"accuracy": m[f"accuracy_at_{b}_s{s}"], "loss": m[f"loss_at_{b}_s{s}"],
+                         "train_time_s": round(c[f"train_s_at_{b}_s{s}"], 3)} for b in budgets}
     return rows
 
 
@@ -174,15 +202,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m memnas.tabular.build_table [--out FILE] [--steps N] [--workers W]``."""
     parser = argparse.ArgumentParser(prog="python -m memnas.tabular.build_table",
                                      description=__doc__)
-    parser.add_argument("--out", default=TABLE_PATH, help="table file (default: the shipped one)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps per seed")
+    parser.add_argument("--v2", action="store_true",
+                        help="the v2 table: second-wave mixers, a learning curve of 4 budgets")
+    parser.add_argument("--out", default=None, help="table file (default: the shipped one)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps per seed (default 400; v2: 600)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executor", default="ray", choices=("ray", "local"))
     parser.add_argument("--store", default=None, help="store URL (default: a temp SQLite file)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    table = build_table(args.out, trainer=table_trainer(args.steps), store=args.store,
-                        workers=args.workers, executor=args.executor, progress=sys.stderr.isatty())
+    if args.v2:
+        from memnas.tabular.v2 import TABLE_V2_PATH, table_v2_trainer, tabular_space_v2
+
+        args.out = args.out or TABLE_V2_PATH
+        trainer = table_v2_trainer() if args.steps is None else table_v2_trainer(args.steps)
+        space, name = tabular_space_v2(), "tabular-mqar-v2"
+    else:
+        args.out = args.out or TABLE_PATH
+        trainer, space, name = table_trainer(args.steps or 400), None, "tabular-mqar"
+    command = "python -m memnas.tabular.build_table " + " ".join(argv if argv is not None
+                                                                   else sys.argv[1:])
+    table = build_table(args.out, space=space, trainer=trainer, store=args.store,
+                        workers=args.workers, executor=args.executor, name=name,
+                        progress=sys.stderr.isatty(), command=command.strip())
     accuracies = sorted(table.accuracies().values())
     print(f"{len(table)} architectures x {len(table.metadata['seeds'])} seeds in "
           f"{time.perf_counter() - start:.0f} s -> {args.out} ({os.path.getsize(args.out)} bytes); "

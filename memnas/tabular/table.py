@@ -87,8 +87,11 @@ class Table:
 
     Attributes:
       rows: ``{key: {"summary": str, "params": float, "seeds": {"0": {"accuracy",
-        "loss", "train_time_s"}, "1": {...}}}}``.
-      metadata: how the table was made (space, task, training, memnas version, date).
+        "loss", "train_time_s"}, "1": {...}}}}``; a v2 row also has ``state_bytes``,
+        ``flops_per_token`` and, per seed, ``"budgets": {"75": {"accuracy", "loss",
+        "train_time_s"}, ...}`` (the learning curve of one run).
+      metadata: how the table was made (space, task, training, budgets, memnas
+        version, date, generation command and wall time).
     """
 
     rows: dict[str, dict[str, Any]]
@@ -119,15 +122,22 @@ class Table:
                               f"({len(self.rows)} architectures): {_describe(candidate)}")
         return dna_key(dna)
 
-    def accuracy(self, key: str, seed: int | None = None) -> float:
-        """Held-out accuracy of one row: of training seed ``seed``, or the mean over seeds."""
-        return self._value(key, "accuracy", seed)
+    @property
+    def budgets(self) -> list[int]:
+        """Training budgets (steps) each row has figures for; empty for a v1 table."""
+        return [int(b) for b in self.metadata.get("budgets", [])]
 
-    def _value(self, key: str, name: str, seed: int | None) -> float:
+    def accuracy(self, key: str, seed: int | None = None, budget: int | None = None) -> float:
+        """Held-out accuracy of one row: of training seed ``seed``, or the mean over seeds;
+        at ``budget`` steps of a v2 table (None: the full run)."""
+        return self._value(key, "accuracy", seed, budget)
+
+    def _value(self, key: str, name: str, seed: int | None, budget: int | None = None) -> float:
         seeds = self.rows[key]["seeds"]
-        if seed is not None:
-            return float(seeds[str(seed)][name])
-        return sum(float(s[name]) for s in seeds.values()) / len(seeds)
+        chosen = [seeds[str(seed)]] if seed is not None else list(seeds.values())
+        if budget is not None:
+            chosen = [s["budgets"][str(budget)] for s in chosen]
+        return sum(float(s[name]) for s in chosen) / len(chosen)
 
     def accuracies(self) -> dict[str, float]:
         """``{key: accuracy averaged over seeds}`` for every row."""
@@ -186,8 +196,12 @@ class TabularEvaluator:
     """Answers an evaluation from a table instantly, instead of training.
 
     A picklable memnas evaluator: ``evaluator(candidate, ctx) -> Measurement`` with
-    metrics ``accuracy`` and ``loss`` and costs ``params`` and ``simulated_time``
-    (the recorded training time, in seconds).
+    metrics ``accuracy`` and ``loss`` and costs ``params`` (and ``state_bytes``,
+    ``flops_per_token``, ``latency_ms`` where the table has them) and
+    ``simulated_time`` (the recorded training time, in seconds). On a table with
+    budgets (v2), ``ctx.budget["steps"]`` picks the point of the learning curve
+    (default: the full run) and ``simulated_time`` is the training time of that
+    budget, so multi-fidelity algorithms can be compared by compute spent.
 
     Attributes:
       path: The table file; None: the shipped table.
@@ -207,22 +221,30 @@ class TabularEvaluator:
         """The table this evaluator answers from."""
         return load_table(self.path)
 
-    def lookup(self, key: str, seed: int | None = None) -> Measurement:
-        """The measurement of table row ``key`` (mean over seeds when ``seed`` is None).
+    def lookup(self, key: str, seed: int | None = None, budget: int | None = None) -> Measurement:
+        """The measurement of table row ``key`` (mean over seeds when ``seed`` is None),
+        at ``budget`` steps when given (a table with budgets only).
 
         Raises:
-          ConfigError: no row ``key``.
+          ConfigError: no row ``key``, or a budget the table does not have.
         """
         table = self.table()
         if key not in table.rows:
             raise ConfigError(f"architecture {key!r} is not in the benchmark table "
                               f"({len(table)} rows)")
+        if budget is not None and int(budget) not in table.budgets:
+            raise ConfigError(f"budget steps={budget!r} is not in the table; it has "
+                              f"{table.budgets or 'no budgets (a v1 table)'}")
+        budget = None if budget is None else int(budget)
         row = table.rows[key]
+        costs = {"params": float(row["params"]),
+                 "simulated_time": table._value(key, "train_time_s", seed, budget)}
+        costs.update({c: float(row[c]) for c in ("state_bytes", "flops_per_token", "latency_ms")
+                      if c in row})
         return Measurement(
-            metrics={"accuracy": table._value(key, "accuracy", seed),
-                     "loss": table._value(key, "loss", seed)},
-            costs={"params": float(row["params"]),
-                   "simulated_time": table._value(key, "train_time_s", seed)})
+            metrics={"accuracy": table._value(key, "accuracy", seed, budget),
+                     "loss": table._value(key, "loss", seed, budget)},
+            costs=costs)
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Looks ``candidate`` up in the table.
@@ -237,7 +259,8 @@ class TabularEvaluator:
         if self.seed_mode == "trial":
             seeds = sorted(int(s) for s in table.rows[key]["seeds"])
             seed = seeds[int(ctx.seed) % len(seeds)]
-        return self.lookup(key, seed)
+        budget = ctx.budget.get("steps") if table.budgets else None
+        return self.lookup(key, seed, budget)
 
 
 def _describe(candidate: Any) -> str:
