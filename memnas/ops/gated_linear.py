@@ -214,7 +214,7 @@ def gla(
     T, K = q.shape[1], q.shape[-1]
     scale = K ** -0.5 if scale is None else scale
     state = _initial(q, v, initial_state)
-    C = chunk_size
+    C = max(1, min(chunk_size, T))  # a short sequence is one chunk, not padded
     qc, kc, vc, gc = (_chunks(x, C) for x in (q * scale, k, v, gk.clamp(max=0.0)))
     b = gc.cumsum(-2)  # [B, H, N, C, K]
     c, factored = _sub_chunk(b)

@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the v2 table: second-wave mixers, a learning curve of 4 budgets")
     parser.add_argument("--out", default=None, help="table file (default: the shipped one)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="training steps per seed (default 400; v2: 600)")
+                        help="training steps per seed (default 400; v2: 400, budgets 50/100/200/400)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executor", default="ray", choices=("ray", "local"))
     parser.add_argument("--store", default=None, help="store URL (default: a temp SQLite file)")

@@ -88,7 +88,7 @@ class Table:
     Attributes:
       rows: ``{key: {"summary": str, "params": float, "seeds": {"0": {"accuracy",
         "loss", "train_time_s"}, "1": {...}}}}``; a v2 row also has ``state_bytes``,
-        ``flops_per_token`` and, per seed, ``"budgets": {"75": {"accuracy", "loss",
+        ``flops_per_token`` and, per seed, ``"budgets": {"50": {"accuracy", "loss",
         "train_time_s"}, ...}`` (the learning curve of one run).
       metadata: how the table was made (space, task, training, budgets, memnas
         version, date, generation command and wall time).

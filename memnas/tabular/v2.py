@@ -8,7 +8,7 @@ from typing import Any
 TABLE_V2_PATH = os.path.join(os.path.dirname(__file__), "data", "mqar_memory_v2.json.gz")
 """The shipped v2 table (regenerate with ``python -m memnas.tabular.build_table --v2``)."""
 
-TABLE_V2_BUDGETS = (75, 150, 300, 600)
+TABLE_V2_BUDGETS = (50, 100, 200, 400)
 """Training steps at which every architecture's held-out accuracy is recorded (one run each)."""
 
 TABLE_V2_TASK = {"vocab_size": 64, "seq_len": 16, "num_kv_pairs": 4}
