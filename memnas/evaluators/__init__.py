@@ -14,6 +14,7 @@ from memnas.evaluators.memory_tasks import DelayedMatchToSample, NParity
 from memnas.evaluators.mqar import IGNORE_INDEX, MQAR, MQAR_LEVELS, mqar_levels
 from memnas.evaluators.multitask import MultiTaskEvaluator
 from memnas.evaluators.presets import mad_evaluator, quickstart_evaluator
+from memnas.evaluators.protocol import best_of_sweep, compare_at_matched, family_of
 from memnas.evaluators.training import SequenceTask, TrainEvaluator, evaluate
 
 __all__ = [
@@ -31,8 +32,11 @@ __all__ = [
     "SelectiveCopying",
     "SequenceTask",
     "TrainEvaluator",
+    "best_of_sweep",
+    "compare_at_matched",
     "count_params",
     "evaluate",
+    "family_of",
     "flops_per_token",
     "mad_evaluator",
     "mad_suite",

@@ -8,6 +8,7 @@ import re
 import zlib
 from typing import Any, Mapping
 
+from memnas.evaluators.protocol import check_lr_sweep, check_sweep_metric
 from memnas.evaluators.training import SequenceTask, TrainEvaluator, _derive_seed
 from memnas.measurement import Context, Measurement
 
@@ -50,6 +51,11 @@ class MultiTaskEvaluator:
     ``loss_recall``, ``eval_accuracy_recall``), with the steps of the ``i``-th task
     offset by ``i * steps`` so that one trial's steps keep increasing.
 
+    With ``lr_sweep`` each task sweeps the learning rate, as MAD does (see
+    `TrainEvaluator`): a task's ``acc_<task>`` and ``loss_<task>`` are its best
+    run's, ``best_lr_<task>`` that run's rate, and every run's curve is kept
+    (``lr=0.003/loss_<task>``).
+
     Attributes:
       tasks: ``(name, task)`` pairs (a mapping is accepted and turned into pairs);
         names of letters, digits and underscores.
@@ -64,6 +70,8 @@ class MultiTaskEvaluator:
       report_every: Steps between curve points.
       latency_batch_size: Rows of a held-out batch timed for ``latency_ms``.
       match_vocab: Clone the candidate with each task's ``vocab_size``.
+      lr_sweep: Peak learning rates each task trains with, one run each; empty: ``lr``.
+      sweep_metric: How a task's best run is chosen: ``"accuracy"`` or ``"loss"``.
     """
 
     tasks: tuple[tuple[str, SequenceTask], ...] | Mapping[str, SequenceTask]
@@ -78,8 +86,12 @@ class MultiTaskEvaluator:
     report_every: int = 25
     latency_batch_size: int = 16
     match_vocab: bool = True
+    lr_sweep: tuple[float, ...] = ()
+    sweep_metric: str = "accuracy"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_sweep", check_lr_sweep(self.lr_sweep))
+        check_sweep_metric(self.sweep_metric)
         pairs = tuple(self.tasks.items() if isinstance(self.tasks, Mapping) else self.tasks)
         if not pairs:
             raise ValueError("MultiTaskEvaluator needs at least one task, got none")
@@ -107,11 +119,15 @@ class MultiTaskEvaluator:
         return [name for name, _ in self.tasks]
 
     def trainer(self, task: SequenceTask) -> TrainEvaluator:
-        """The `TrainEvaluator` that trains and measures one task with these settings."""
+        """The `TrainEvaluator` that trains and measures one task with these settings.
+
+        Its fields that this class lacks (e.g. ``eval_at``) keep their defaults.
+        """
+        mine = {f.name for f in dataclasses.fields(self)}
         settings = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(TrainEvaluator)
-            if f.name != "task"
+            if f.name != "task" and f.name in mine
         }
         return TrainEvaluator(task=task, **settings)
 
@@ -124,9 +140,10 @@ class MultiTaskEvaluator:
           ctx: Seed, device, budget and curve reporting; defaults to ``Context()``.
 
         Returns:
-          metrics ``acc_<task>`` and ``loss_<task>`` for each task, ``accuracy`` and
-          ``loss`` their means; each cost (``params``, ``latency_ms``,
-          ``flops_per_token``, ``state_bytes``) the largest over the tasks' models; the curve of every task.
+          metrics ``acc_<task>`` and ``loss_<task>`` for each task (with a sweep,
+          ``best_lr_<task>`` too), ``accuracy`` and ``loss`` their means; each cost
+          (``params``, ``latency_ms``, ``flops_per_token``, ``state_bytes``) the
+          largest over the tasks' models; the curve of every task.
 
         Raises:
           ValueError: if the candidate's vocabulary is smaller than a task's, or a
@@ -152,6 +169,8 @@ class MultiTaskEvaluator:
             m = self.trainer(task)(self._for_task(candidate, task), child)
             metrics[f"acc_{name}"] = m.metrics["accuracy"]
             metrics[f"loss_{name}"] = m.metrics["loss"]
+            if self.lr_sweep:
+                metrics[f"best_lr_{name}"] = m.metrics["best_lr"]
             for key, value in m.costs.items():
                 costs[key] = max(costs.get(key, value), value)
         n = len(self.tasks)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from typing import Any, Protocol
 
@@ -13,6 +14,12 @@ import torch.nn.functional as F
 
 from memnas.evaluators.costs import count_params, flops_per_token, measure_latency, state_bytes
 from memnas.evaluators.mqar import IGNORE_INDEX
+from memnas.evaluators.protocol import (
+    best_of_sweep,
+    check_lr_sweep,
+    check_sweep_metric,
+    sweep_prefix,
+)
 from memnas.measurement import Context, Measurement
 
 _TRAIN_STREAM = 1
@@ -42,7 +49,8 @@ class TrainEvaluator:
     Curves: every ``report_every`` steps, ``ctx.report(step, loss=..., accuracy=...)``
     with the mean loss and answer accuracy on the training batches since the last
     report (measured before each update, on unseen data); at the end,
-    ``eval_loss`` and ``eval_accuracy`` on the held-out set.
+    ``eval_loss`` and ``eval_accuracy`` on the held-out set. A run whose loss
+    becomes non-finite stops there; non-finite values are left out of the curve.
 
     Multi-fidelity: at each step of ``eval_at`` (before the last) the held-out set is
     evaluated too, reported as ``eval_loss``/``eval_accuracy`` curve points at that
@@ -50,6 +58,15 @@ class TrainEvaluator:
     training seconds so far as cost ``train_s_at_<step>``: one run gives a learning
     curve (the learning-rate schedule is the full run's, as in ASHA's rungs of one
     training run).
+
+    Learning-rate sweep (the Zoology/MAD protocol): with ``lr_sweep``, the candidate
+    is trained once per learning rate in the trial (``lr`` unused), each run from the
+    same initialisation and on the same batches (a fresh build under the trial's
+    seed), and scored by its best run (`best_of_sweep`): the metrics (with the
+    ``eval_at`` ones) and costs are that run's, plus ``best_lr`` and, for the
+    ``i``-th rate, ``lr_<i>``, ``accuracy_lr_<i>`` and ``loss_lr_<i>``. Every run's
+    curve is kept, its names prefixed by the rate (``lr=0.003/loss``), so a
+    scheduler watching ``loss`` sees none: name a prefixed one.
 
     Attributes:
       task: The task, e.g. ``MQAR(...)``; the candidate's vocabulary must cover it.
@@ -64,6 +81,9 @@ class TrainEvaluator:
       report_every: Steps between curve points.
       latency_batch_size: Rows of the fixed held-out batch timed for ``latency_ms``.
       eval_at: Steps at which to evaluate the held-out set during training as well.
+      lr_sweep: Peak learning rates to train with, one run each; empty: one run at ``lr``.
+      sweep_metric: How the sweep's best run is chosen: ``"accuracy"`` (highest,
+        ties by lower loss) or ``"loss"`` (lowest, ties by higher accuracy).
     """
 
     task: SequenceTask
@@ -78,6 +98,15 @@ class TrainEvaluator:
     report_every: int = 25
     latency_batch_size: int = 16
     eval_at: tuple[int, ...] = ()
+    lr_sweep: tuple[float, ...] = ()
+    sweep_metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) \
+                or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        object.__setattr__(self, "lr_sweep", check_lr_sweep(self.lr_sweep))
+        check_sweep_metric(self.sweep_metric)
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Trains and evaluates ``candidate``.
@@ -92,6 +121,8 @@ class TrainEvaluator:
           cross-entropy on answers); costs from `model_costs` (``params``,
           ``latency_ms``, ``flops_per_token``, ``state_bytes``); the curve.
 
+          With ``lr_sweep``, the best run's, with each run's (class docstring).
+
         Raises:
           ValueError: if the budget's steps are not a positive integer, or the
             model's output has the wrong shape.
@@ -103,11 +134,17 @@ class TrainEvaluator:
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, int(ctx.num_cpus)))
         try:
-            return self._run(candidate, ctx, int(steps))
+            if not self.lr_sweep:
+                return self._run(candidate, ctx, int(steps), self.lr)
+            runs = [self._run(candidate, ctx, int(steps), lr, sweep_prefix(lr))
+                    for lr in self.lr_sweep]
+            return best_of_sweep(self.lr_sweep, runs, self.sweep_metric)
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _run(self, candidate: Any, ctx: Context, steps: int) -> Measurement:
+    def _run(
+        self, candidate: Any, ctx: Context, steps: int, lr: float, prefix: str = ""
+    ) -> Measurement:
         vocab = getattr(candidate, "vocab_size", None)
         if isinstance(vocab, int) and vocab < self.task.vocab_size:
             raise ValueError(
@@ -125,7 +162,7 @@ class TrainEvaluator:
                 {"params": decay, "weight_decay": self.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
-            lr=self.lr,
+            lr=lr,
         )
         warmup = max(1, int(self.warmup_frac * steps))
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -134,6 +171,10 @@ class TrainEvaluator:
         curve: list[dict[str, Any]] = []
 
         def report(step: int, **values: float) -> None:
+            # A diverged run's NaN is no curve point: the store keeps numbers only.
+            values = {prefix + k: v for k, v in values.items() if math.isfinite(v)}
+            if not values:
+                return
             ctx.report(step, **values)
             curve.extend({"step": step, "name": k, "value": float(v)} for k, v in values.items())
 
