@@ -15,6 +15,7 @@ from memnas.evaluators.mqar import IGNORE_INDEX, MQAR, MQAR_LEVELS, mqar_levels
 from memnas.evaluators.multitask import MultiTaskEvaluator
 from memnas.evaluators.presets import mad_evaluator, quickstart_evaluator
 from memnas.evaluators.protocol import best_of_sweep, compare_at_matched, family_of
+from memnas.evaluators.text_lm import LanguageModelEvaluator, TextCorpus
 from memnas.evaluators.training import SequenceTask, TrainEvaluator, evaluate
 
 __all__ = [
@@ -25,12 +26,14 @@ __all__ = [
     "DelayedMatchToSample",
     "FuzzyInContextRecall",
     "InContextRecall",
+    "LanguageModelEvaluator",
     "Memorization",
     "MultiTaskEvaluator",
     "NParity",
     "NoisyInContextRecall",
     "SelectiveCopying",
     "SequenceTask",
+    "TextCorpus",
     "TrainEvaluator",
     "best_of_sweep",
     "compare_at_matched",

@@ -43,7 +43,8 @@ class TrainEvaluator:
     A picklable evaluator: ``evaluator(candidate, ctx) -> Measurement``. Each step
     draws a fresh batch from the task (seeded from ``ctx.seed`` and the step), so
     the model never sees an example twice; the held-out set comes from a separate
-    seed stream (``eval_seed``), the same for every trial, and is never trained on.
+    seed stream (``eval_seed``), the same for every trial, and is never trained on
+    (from the task's ``valid_batch(n, seed)`` when it has one: a validation split).
     Linear warmup over ``warmup_frac`` of the steps, then cosine decay to 10% of ``lr``.
 
     Curves: every ``report_every`` steps, ``ctx.report(step, loss=..., accuracy=...)``
@@ -178,7 +179,9 @@ class TrainEvaluator:
             ctx.report(step, **values)
             curve.extend({"step": step, "name": k, "value": float(v)} for k, v in values.items())
 
-        eval_inputs, eval_targets = self.task.batch(
+        # A task with a validation split (e.g. `TextCorpus`) gives the held-out set from it.
+        heldout = getattr(self.task, "valid_batch", None) or self.task.batch
+        eval_inputs, eval_targets = heldout(
             self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0)
         )
         eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
