@@ -67,3 +67,37 @@ def table_v2_trainer(steps: int = TABLE_V2_BUDGETS[-1]) -> Any:
     budgets = tuple(b for b in TABLE_V2_BUDGETS if b <= steps)
     return TrainEvaluator(task=MQAR(**TABLE_V2_TASK), steps=steps, batch_size=32, lr=3e-3,
                           weight_decay=0.1, eval_examples=512, eval_at=budgets)
+
+
+def retrain_row(table: Any, key: str, seed: int) -> dict[str, float]:
+    """Trains row ``key`` of a table again with the table's recorded task and training.
+
+    The check of a table's reproducibility: the result should fall within the
+    spread of the table's seeds (on the same machine and torch build, equal to the
+    recorded seed's figures).
+
+    Args:
+      table: A `memnas.tabular.Table` built from an MQAR task.
+      key: The row's key.
+      seed: The training seed.
+
+    Returns:
+      ``{"accuracy": ..., "loss": ...}`` of the new run.
+    """
+    import pyglove as pg
+
+    from memnas.evaluators import MQAR, TrainEvaluator
+    from memnas.measurement import Context
+    from memnas.tabular.build_table import SeededTraining
+    from memnas.tabular.table import all_dnas, dna_key
+
+    task = {k: v for k, v in table.metadata["task"].items() if k != "name"}
+    training = dict(table.metadata["training"])
+    for name in ("eval_at", "lr_sweep"):
+        if name in training:
+            training[name] = tuple(training[name])
+    trainer = TrainEvaluator(task=MQAR(**task), **training)
+    space = table.space()
+    dna = next(d for d in all_dnas(space) if dna_key(d) == key)
+    m = SeededTraining(trainer=trainer, seeds=(seed,))(pg.materialize(space, dna), Context())
+    return {"accuracy": m.metrics["accuracy"], "loss": m.metrics["loss"]}
