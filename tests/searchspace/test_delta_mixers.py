@@ -16,6 +16,7 @@ from memnas.searchspace.mixers._ops_mixer import OpMixerModule
 from memnas.searchspace.mixers.delta_rule import DeltaNet, DeltaNetModule
 from memnas.searchspace.mixers.gated_deltanet import GatedDeltaNet, GatedDeltaNetModule
 from memnas.searchspace.mixers.mlstm import MLSTM, MLSTMModule
+from mixertools import random_init as _random_init
 
 D_MODEL = 8
 SPECS: list[Mixer] = [
@@ -33,14 +34,6 @@ SPECS: list[Mixer] = [
 
 def _id(spec: Mixer) -> str:
     return spec.summary()
-
-
-def _random_init(module: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draws every parameter so that no zero or constant init hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
 
 
 def _build(spec: Mixer, chunk_size: int = 4) -> OpMixerModule:

@@ -18,6 +18,7 @@ from memnas.searchspace.mixers.gla import (
     GatedLinearAttentionModule,
 )
 from memnas.searchspace.mixers.retention import Retention, RetentionModule, head_decays, rotate
+from mixertools import random_init as _random_init
 
 D_MODEL = 16
 GLAS = [
@@ -38,14 +39,6 @@ ALL = GLAS + RETENTIONS
 
 def _id(spec: Mixer) -> str:
     return spec.summary()
-
-
-def _random_init(module: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draws every parameter so that no zero or one init hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
 
 
 def _op(module: torch.nn.Module):

@@ -18,17 +18,10 @@ from memnas.searchspace.mixers.elm import ELMNeuron
 from memnas.searchspace.mixers.episodic import EpisodicMemory
 from memnas.searchspace.mixers.hmt import SegmentMemory
 from memnas.searchspace.mixers.hopfield import DenseHopfield
+from mixertools import random_init as _random_init
 
 D_MODEL = 8
 F64 = torch.float64
-
-
-def _random_init(module: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draws every parameter so that no zero init hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
 
 
 def _build64(spec: Mixer, seed: int = 0) -> torch.nn.Module:

@@ -20,6 +20,7 @@ from memnas.searchspace.mixers.miras import (
     OnlineMemoryModule,
 )
 from memnas.searchspace.mixers.titans import TitansMemory
+from mixertools import random_init as _random_init
 
 D_MODEL = 8
 # (objective, p, huber_delta): delta small enough that both Huber branches occur.
@@ -47,14 +48,6 @@ ALL = OTHERS + MIRAS
 def _id(spec: Mixer) -> str:
     clip = getattr(spec, "max_grad_norm", None)
     return f"{spec.summary()}-c{spec.chunk_size}" + (f"-clip{clip:g}" if clip else "")
-
-
-def _random_init(module: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draws every parameter so that no zero init hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
 
 
 @pytest.mark.parametrize("spec", ALL, ids=_id)

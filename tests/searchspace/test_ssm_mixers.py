@@ -15,6 +15,7 @@ from memnas.searchspace import memory_space, registered_mixers
 from memnas.searchspace.mixers import Mixer
 from memnas.searchspace.mixers.mamba import Mamba, MambaModule
 from memnas.searchspace.mixers.mamba2 import Mamba2, Mamba2Module
+from mixertools import random_init as _random_init
 
 D_MODEL = 16
 F64 = torch.float64
@@ -37,14 +38,6 @@ ALL = MAMBAS + MAMBA2S
 
 def _id(spec: Mixer) -> str:
     return spec.summary()
-
-
-def _random_init(module: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draws every parameter so that no zero or one init hides a bug."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
 
 
 def _op(module: torch.nn.Module, reference: bool = False):
