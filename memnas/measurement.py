@@ -18,7 +18,12 @@ class Measurement:
       curve: Intermediate points ``{"step": int, "name": str, "value": float}``.
       wall_time: Seconds the evaluation took (filled in by the runner if None).
       artifact: Optional JSON-able payload for algorithms that need more than a
-        scalar back. Never pickled into the store.
+        scalar back, or a checkpoint asked for by ``Context.checkpoint``. Never
+        pickled into the store.
+
+    An evaluator that resumed from ``Context.resume`` sets the cost ``budget_spent``
+    (budget units it really trained, e.g. steps past the checkpoint); memnas fills it
+    in as the trial's whole budget otherwise.
     """
 
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -77,6 +82,13 @@ class Context:
       num_gpus: GPUs reserved for the trial (fractions allowed).
       artifact: What the algorithm gave this trial beside its candidate (e.g. a
         pruning mask and rewind weights), or None; see `memnas.runner.state`.
+      resume: Multi-fidelity: the output artifact (a checkpoint) of the trial this one
+        continues, a lower rung of the same candidate, or None. An evaluator that can
+        resume loads it and trains only from its step up to ``budget``; one that
+        cannot retrains from scratch (its docstring says so).
+      checkpoint: Multi-fidelity: True when this trial may be continued at a higher
+        budget; an evaluator that can resume then returns a checkpoint (model and
+        optimiser state, the step reached) as its ``Measurement.artifact``.
     """
 
     seed: int = 0
@@ -87,6 +99,8 @@ class Context:
     num_gpus: float = 0
     curve: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     artifact: dict[str, Any] | None = None
+    resume: dict[str, Any] | None = None
+    checkpoint: bool = False
 
     @property
     def device(self) -> str:
@@ -105,3 +119,17 @@ class Context:
         """Records intermediate metrics at ``step`` (training curves)."""
         for name, value in metrics.items():
             self.curve.append({"step": int(step), "name": name, "value": float(value)})
+
+
+def costs_before_training(evaluator: Any, candidate: Any) -> dict[str, float]:
+    """The costs an evaluator knows before training ``candidate`` (params, ``state_bytes``,
+    FLOPs): its ``costs(candidate)`` hook's answer as floats, or {} when it has none.
+
+    memnas's trainers implement the hook. It must be cheap (it runs on the driver before
+    a trial is launched, to check constraints) and give the same values the evaluation
+    stores.
+    """
+    hook = getattr(evaluator, "costs", None)
+    if not callable(hook):
+        return {}
+    return {str(k): float(v) for k, v in dict(hook(candidate)).items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import pyglove as pg
 
@@ -31,6 +31,20 @@ class AlgorithmHooks:
       supernet trial's output), so the driver waits instead of ending the search.
     - `check_evaluator`: called when an `memnas.Experiment` is made, to refuse an
       evaluator the algorithm cannot work with (sharpDARTS needs a supernet evaluator).
+
+    Multi-fidelity (`memnas.algorithms.fidelity`), called once per proposal after
+    `artifact_for`:
+
+    - `budget_for`: the trial's budget, merged over the experiment's ``budget`` into
+      ``ctx.budget`` (e.g. ``{"steps": 100, "max_steps": 400}``); None: the experiment's.
+    - `continues`: the DNA object of an earlier proposal this trial continues (a lower
+      rung of the same candidate); its stored output artifact reaches the evaluator as
+      ``ctx.resume``. None: a trial from scratch.
+
+    `bind` is called once after ``setup`` with the experiment's objectives and a
+    function giving a DNA's costs known before training (the evaluator's ``costs``
+    hook; None when the evaluator has none): LINAS computes those instead of
+    predicting them.
     """
 
     @property
@@ -44,6 +58,19 @@ class AlgorithmHooks:
 
     def feedback_artifact(self, dna: pg.DNA, artifact: dict[str, Any] | None) -> None:
         """Receives the evaluator's output artifact (None if it returned none)."""
+
+    def budget_for(self, dna: pg.DNA) -> Mapping[str, Any] | None:
+        """The budget of the trial of ``dna`` over the experiment's; None: the experiment's."""
+        return None
+
+    def continues(self, dna: pg.DNA) -> pg.DNA | None:
+        """The earlier proposal (its DNA object) the trial of ``dna`` continues; None: none."""
+        return None
+
+    def bind(self, objectives: Mapping[str, str],
+             costs: Callable[[pg.DNA], Mapping[str, float]] | None) -> None:
+        """Receives the objectives (``{name: "max"|"min"}``, in reward order) and a
+        function giving a DNA's costs before training (None: the evaluator has none)."""
 
     def check_evaluator(self, evaluator: Any) -> None:
         """Refuses an evaluator this algorithm cannot search with; accepts any by default.
