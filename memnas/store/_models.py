@@ -87,6 +87,10 @@ class TrialRow(Base):
     started_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
     heartbeat_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
     finished_at: Mapped[Optional[_dt.datetime]] = mapped_column(nullable=True)
+    # schema version 4: multi-fidelity (see migration 0004_trial_budgets)
+    budget: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    budget_key: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # a trial id
 
 
 class CurvePointRow(Base):

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from memnas.errors import StoreError
 from memnas.store._models import Base, VersionInfo
 
-REVISIONS = ("0001_baseline", "0002_trials_finished_at", "0003_feedback_order")
+REVISIONS = ("0001_baseline", "0002_trials_finished_at", "0003_feedback_order",
+             "0004_trial_budgets")
 """Alembic revisions in order; the schema version of ``REVISIONS[i]`` is ``i + 1``."""
 HEAD = REVISIONS[-1]
 SCHEMA_VERSION = len(REVISIONS)

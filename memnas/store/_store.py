@@ -82,6 +82,12 @@ class Store(CacheQueries, ExperimentClaims):
         try:
             # The first stores lack the artifacts table; read-only, they are read as they are.
             self._has_artifacts = "artifacts" in open_schema(self.engine, url, read_only)
+            # An older store read as it is may lack the newest trial columns: read the
+            # columns it has, the others as None.
+            self._trial_cols = list(TrialRow.__table__.c)
+            if read_only:
+                have = {c["name"] for c in sa.inspect(self.engine).get_columns("trials")}
+                self._trial_cols = [c for c in self._trial_cols if c.name in have]
         except StoreError:
             raise
         except Exception as e:
@@ -289,18 +295,23 @@ class Store(CacheQueries, ExperimentClaims):
 
     def trials(self, exp_id: int, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """The trial rows of an experiment ordered by number."""
-        q = select(TrialRow).where(TrialRow.experiment_id == exp_id)
+        q = select(*self._trial_cols).where(TrialRow.experiment_id == exp_id)
         if statuses is not None:
             q = q.where(TrialRow.status.in_(list(statuses)))
-        with self._session() as s:
-            return [_row_dict(r) for r in s.scalars(q.order_by(TrialRow.number))]
+        with self.engine.connect() as conn:
+            return [self._trial_dict(r) for r in conn.execute(q.order_by(TrialRow.number))
+                    .mappings()]
 
     def trial(self, exp_id: int, number: int) -> dict[str, Any] | None:
         """One trial row by its number within the experiment."""
-        with self._session() as s:
-            row = s.scalar(select(TrialRow).where(TrialRow.experiment_id == exp_id,
-                                                  TrialRow.number == number))
-            return None if row is None else _row_dict(row)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*self._trial_cols).where(
+                TrialRow.experiment_id == exp_id, TrialRow.number == number)).mappings().first()
+            return None if row is None else self._trial_dict(row)
+
+    @staticmethod
+    def _trial_dict(row: Any) -> dict[str, Any]:
+        return {c.name: row.get(c.name) for c in TrialRow.__table__.c}
 
     def curve(self, trial_id: int) -> list[dict[str, Any]]:
         """The curve points of a trial ordered by step."""

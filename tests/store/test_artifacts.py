@@ -66,6 +66,8 @@ def test_store_written_before_artifacts_gains_the_table(sqlite_url):
         conn.execute(sa.text("DROP TABLE artifacts"))
         conn.execute(sa.text("DROP TABLE feedback"))
         conn.execute(sa.text("DROP INDEX ix_trials_finished_at"))
+        for column in ("budget", "budget_key", "parent_id"):  # schema version 4
+            conn.execute(sa.text(f"ALTER TABLE trials DROP COLUMN {column}"))
         conn.execute(sa.text("DROP TABLE memnas_alembic_version"))
         conn.execute(sa.text("UPDATE memnas_version SET schema_version = 1"))
     store.close()
