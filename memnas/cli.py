@@ -65,13 +65,20 @@ def _batch(value: str) -> int | str:
 @click.option("--batch", default="1", show_default=True, callback=lambda c, p, v: _batch(v),
               help="Trials per task: an integer, or 'auto' for short trials (tabular "
                    "benchmarks): several per task once trials are timed under 10 ms.")
+@click.option("--max-cost", type=float, default=None,
+              help="With a multi-fidelity algorithm: stop once the trials spent this much "
+                   "budget (in its budget units, e.g. steps).")
+@click.option("--warm-start", multiple=True,
+              help="A finished experiment on the same space to learn from first (repeatable).")
 def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
-        name: str | None, executor: str, scheduler: str | None, batch: int | str) -> None:
+        name: str | None, executor: str, scheduler: str | None, batch: int | str,
+        max_cost: float | None, warm_start: tuple[str, ...]) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
     from memnas.loader import load_experiment_file
 
     experiment = load_experiment_file(file)
-    changes = {k: v for k, v in (("name", name), ("store", store)) if v is not None}
+    changes = {k: v for k, v in (("name", name), ("store", store),
+                                 ("warm_start", list(warm_start) or None)) if v is not None}
     if changes:  # a new, validated Experiment: a bad --name or --store is refused here
         experiment = experiment.replace(**changes)
     click.echo(f"memnas: running {experiment.name!r} ({experiment.algorithm if isinstance(experiment.algorithm, str) else type(experiment.algorithm).__name__}"
@@ -79,7 +86,7 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
                err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
                             ray_address=ray_address, progress=True, scheduler=scheduler,
-                            batch=batch)
+                            batch=batch, max_cost=max_cost)
     _print_summary(result)
     store_arg = f" --store {experiment.store}"
     click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
@@ -112,7 +119,8 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
     if not module_file:
         raise ConfigError(f"experiment {name!r} was not started from an experiment file; "
                           "continue it by calling experiment.run(...) again in Python")
-    experiment = load_experiment_file(module_file).replace(name=name, store=s.url)
+    experiment = load_experiment_file(module_file).replace(
+        name=name, store=s.url, warm_start=config.get("warm_start") or None)
     max_trials = max_trials or last.get("max_trials") or 20
     workers = workers or last.get("workers") or 1
     executor = executor or (last.get("executor") if last.get("executor") in ("ray", "tune", "local")
@@ -121,7 +129,8 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
                f"({executor}) from {module_file}", err=True)
     batch = last.get("batch", 1) if executor != "tune" else 1
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
-                            ray_address=ray_address, progress=True, batch=batch)
+                            ray_address=ray_address, progress=True, batch=batch,
+                            max_cost=last.get("max_cost"))
     _print_summary(result)
 
 

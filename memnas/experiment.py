@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pyglove as pg
 
 from memnas.algorithms import hooks_of, make_algorithm
+from memnas.constraints import check_constraints
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json, evaluator_fingerprint
 from memnas.pareto import check_objectives
@@ -45,6 +47,16 @@ class Experiment:
       reevaluate: evaluations of one hash before the cache reuses their mean.
       hash_options: options of `memnas.hashing.functional_hash` (``probe`` for
         callable candidates, ``train_steps``, ``digits``).
+      constraints: ``{"metric": ("<=" | ">=", bound)}``. A constraint on a cost the
+        evaluator knows before training (its ``costs(candidate)`` hook: params,
+        ``state_bytes``, FLOPs for memnas's trainers) is checked before launching: a
+        candidate breaking it is stored ``infeasible`` with its costs and never
+        trained. One on a metric known only after training marks the trial infeasible
+        for the algorithm (constrained domination, `memnas.constraints`) and keeps it
+        off best values and Pareto fronts.
+      warm_start: names of finished experiments in the same store, on the same space,
+        whose results the algorithm learns from before its first proposal; the new
+        experiment's trials stay its own.
 
     Raises:
       ConfigError: a value memnas cannot use; the message names it.
@@ -59,12 +71,15 @@ class Experiment:
                  algorithm_options: Mapping[str, Any] | None = None,
                  max_attempts: int = 3, timeout_s: float | None = None,
                  cache: bool = True, reevaluate: int = 1,
-                 hash_options: Mapping[str, Any] | None = None) -> None:
+                 hash_options: Mapping[str, Any] | None = None,
+                 constraints: Mapping[str, Any] | None = None,
+                 warm_start: Sequence[str] | None = None) -> None:
         self._args = dict(name=name, space=space, evaluator=evaluator, algorithm=algorithm,
                           objectives=objectives, store=store, seed=seed, budget=budget,
                           resources=resources, algorithm_options=algorithm_options,
                           max_attempts=max_attempts, timeout_s=timeout_s, cache=cache,
-                          reevaluate=reevaluate, hash_options=hash_options)
+                          reevaluate=reevaluate, hash_options=hash_options,
+                          constraints=constraints, warm_start=warm_start)
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ConfigError(f"experiment name must be a non-empty string of at most 200 "
                               f"characters, got {name!r}")
@@ -112,8 +127,46 @@ class Experiment:
         self.cache = bool(cache)
         self.reevaluate = reevaluate
         self.hash_options = dict(hash_options or {})
+        try:
+            self.constraints = check_constraints(constraints)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self._check_constraint_metrics()
+        if isinstance(warm_start, str):
+            warm_start = [warm_start]
+        if warm_start is not None and (not isinstance(warm_start, (list, tuple)) or not all(
+                isinstance(w, str) and w for w in warm_start)):
+            raise ConfigError(f"warm_start must be a list of experiment names, got "
+                              f"{warm_start!r:.100}")
+        if name in (warm_start or ()):
+            raise ConfigError(f"experiment {name!r} cannot warm-start from itself")
+        self.warm_start = list(dict.fromkeys(warm_start or ()))
         self.module_file: str | None = None   # set when loaded from an experiment file
         self.module_name: str | None = None
+
+    def _check_constraint_metrics(self) -> None:
+        """Refuses a constraint on a metric that is neither an objective nor a cost the
+        evaluator computes before training (asked of one candidate of the space)."""
+        unknown = [m for m in self.constraints if m not in self.objectives]
+        if not unknown:
+            return
+        cheap: dict[str, float] = {}
+        if callable(getattr(self.evaluator, "costs", None)):
+            from memnas.measurement import costs_before_training
+
+            dna = pg.random_dna(pg.dna_spec(self.space), random.Random(0))
+            try:
+                cheap = costs_before_training(self.evaluator,
+                                              pg.materialize(self.space, dna))
+            except Exception as e:
+                raise ConfigError(f"the evaluator's costs(candidate) failed: "
+                                  f"{type(e).__name__}: {e}"[:300]) from None
+        for m in unknown:
+            if m not in cheap:
+                raise ConfigError(
+                    f"constraint on unknown metric {m!r}: expected an objective "
+                    f"({', '.join(self.objectives)}) or a cost the evaluator computes before "
+                    f"training ({', '.join(sorted(cheap)) or 'it has no costs(candidate) hook'})")
 
     def replace(self, **changes: Any) -> "Experiment":
         """A new Experiment with the same arguments except ``changes``, checked as any is.
@@ -165,6 +218,8 @@ class Experiment:
                 "algorithm": algorithm, "evaluator": evaluator,
                 "objectives": self.objectives,
                 "config": {"seed": self.seed, "budget": self.budget, "resources": self.resources,
+                           "constraints": {k: list(v) for k, v in self.constraints.items()},
+                           "warm_start": self.warm_start,
                            "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
                            "cache": self.cache, "reevaluate": self.reevaluate,
                            "module_file": self.module_file}}
@@ -187,8 +242,10 @@ class Experiment:
     # -- the public verbs ----------------------------------------------------------
     def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
             ray_address: str | None = None, progress: bool = False,
-            scheduler: Any = None, batch: int | str = 1) -> "Result":
-        """Runs the search until the experiment holds ``max_trials`` finished trials.
+            scheduler: Any = None, batch: int | str = 1,
+            max_cost: float | None = None) -> "Result":
+        """Runs the search until the experiment holds ``max_trials`` finished trials
+        (or, with ``max_cost``, has spent that much budget).
 
         Args:
           max_trials: total finished trials wanted (an existing experiment is continued).
@@ -203,6 +260,9 @@ class Experiment:
           batch: trials per task: 1 (default), an integer, or "auto" (several per task
             once trials are timed under 10 ms: tabular benchmarks, surrogates). An
             algorithm then has up to ``workers * batch`` proposals in flight.
+          max_cost: with a multi-fidelity algorithm ("asha", "hyperband", "mo_asha"):
+            stop launching once the trials' ``budget_spent`` (in the rungs' budget
+            units, e.g. steps) reaches this total.
 
         Returns:
           The experiment's `Result`, read from the store.
@@ -212,7 +272,7 @@ class Experiment:
 
         run_experiment(self, max_trials=max_trials, workers=workers, executor=executor,
                        ray_address=ray_address, progress=progress, scheduler=scheduler,
-                       batch=batch)
+                       batch=batch, max_cost=max_cost)
         return Result(self.name, self.store)
 
     def __repr__(self) -> str:

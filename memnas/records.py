@@ -14,9 +14,10 @@ from typing import Any, Mapping
 class TrialStatus(str, enum.Enum):
     """A trial's status; a ``str`` enum, so stored values and comparisons stay plain text.
 
-    ``pending`` (stored, not started), ``running``, and the three finished ones:
-    ``completed`` (evaluated), ``failed`` (no result: the reason is in ``error``) and
-    ``cached`` (the equivalence cache reused a twin's result).
+    ``pending`` (stored, not started), ``running``, and the finished ones:
+    ``completed`` (evaluated), ``failed`` (no result: the reason is in ``error``),
+    ``cached`` (the equivalence cache reused a twin's result) and ``infeasible`` (its
+    costs known before training broke the experiment's constraints: never trained).
     """
 
     PENDING = "pending"
@@ -24,6 +25,7 @@ class TrialStatus(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CACHED = "cached"
+    INFEASIBLE = "infeasible"
 
     __str__ = str.__str__          # f"{status}" and str(status) give the stored value
     __format__ = str.__format__
@@ -42,11 +44,15 @@ class ExperimentStatus(str, enum.Enum):
     __format__ = str.__format__
 
 
-FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.CACHED})
+FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.CACHED,
+                      TrialStatus.INFEASIBLE})
 """Statuses of trials that will not run again."""
 
 WITH_RESULT = frozenset({TrialStatus.COMPLETED, TrialStatus.CACHED})
 """Statuses of trials that have metrics (a cached trial reuses a twin's result)."""
+
+FED_BACK = WITH_RESULT | {TrialStatus.INFEASIBLE}
+"""Statuses of trials the algorithm was told about (an infeasible one with a penalty)."""
 
 TRIAL_STATUSES = tuple(s.value for s in TrialStatus)
 """Every status's stored value, in lifecycle order."""

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import dataclasses
+
 import pyglove as pg
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """A multi-fidelity trial's place: its budget, the trial it continues, its cost.
+
+    Attributes:
+      budget: merged over the experiment's ``budget`` into ``ctx.budget`` (e.g.
+        ``{"steps": 100, "max_steps": 400}``).
+      continues: the DNA object of the earlier proposal whose checkpoint this trial
+        resumes (``ctx.resume``), or None for a trial from scratch.
+      checkpoint: whether the trial may be continued later (``ctx.checkpoint``).
+      cost: budget units the trial is expected to spend (its budget less the one it
+        continues from); counted against ``max_cost`` until its evaluator reports
+        ``budget_spent``.
+    """
+
+    budget: Mapping[str, Any]
+    continues: pg.DNA | None = None
+    checkpoint: bool = False
+    cost: float = 0.0
 
 
 class AlgorithmHooks:
@@ -32,14 +55,11 @@ class AlgorithmHooks:
     - `check_evaluator`: called when an `memnas.Experiment` is made, to refuse an
       evaluator the algorithm cannot work with (sharpDARTS needs a supernet evaluator).
 
-    Multi-fidelity (`memnas.algorithms.fidelity`), called once per proposal after
-    `artifact_for`:
-
-    - `budget_for`: the trial's budget, merged over the experiment's ``budget`` into
-      ``ctx.budget`` (e.g. ``{"steps": 100, "max_steps": 400}``); None: the experiment's.
-    - `continues`: the DNA object of an earlier proposal this trial continues (a lower
-      rung of the same candidate); its stored output artifact reaches the evaluator as
-      ``ctx.resume``. None: a trial from scratch.
+    Multi-fidelity (`memnas.algorithms.fidelity`): `rung_of` is called once per
+    proposal after `artifact_for` (and again for a trial run again after a crash); its
+    `Rung` gives the trial's budget and the earlier proposal it continues, whose stored
+    output artifact reaches the evaluator as ``ctx.resume``. `budget_unit` names the
+    budget key the rungs count in (``max_cost`` is in its units).
 
     `bind` is called once after ``setup`` with the experiment's objectives and a
     function giving a DNA's costs known before training (the evaluator's ``costs``
@@ -59,18 +79,24 @@ class AlgorithmHooks:
     def feedback_artifact(self, dna: pg.DNA, artifact: dict[str, Any] | None) -> None:
         """Receives the evaluator's output artifact (None if it returned none)."""
 
-    def budget_for(self, dna: pg.DNA) -> Mapping[str, Any] | None:
-        """The budget of the trial of ``dna`` over the experiment's; None: the experiment's."""
+    def rung_of(self, dna: pg.DNA) -> Rung | None:
+        """The multi-fidelity rung of the trial of ``dna``; None: a plain trial."""
         return None
 
-    def continues(self, dna: pg.DNA) -> pg.DNA | None:
-        """The earlier proposal (its DNA object) the trial of ``dna`` continues; None: none."""
+    @property
+    def budget_unit(self) -> str | None:
+        """The budget key a multi-fidelity algorithm's rungs count in; None: not one."""
         return None
 
     def bind(self, objectives: Mapping[str, str],
              costs: Callable[[pg.DNA], Mapping[str, float]] | None) -> None:
         """Receives the objectives (``{name: "max"|"min"}``, in reward order) and a
         function giving a DNA's costs before training (None: the evaluator has none)."""
+
+    def warm_start(self, history: Any) -> None:
+        """Learns from earlier experiments' ``(dna, reward)`` before the first proposal;
+        by default PyGlove's ``recover`` (which may be called for several histories)."""
+        self.recover(history)  # type: ignore[attr-defined]  # on a pg.geno.DNAGenerator
 
     def check_evaluator(self, evaluator: Any) -> None:
         """Refuses an evaluator this algorithm cannot search with; accepts any by default.

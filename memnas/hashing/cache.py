@@ -55,29 +55,36 @@ class EquivalenceCache:
             self.hash_time += time.perf_counter() - start
             self.hashed += 1
 
-    def lookup_many(self, items: Sequence[tuple[Any, str]]) -> list[tuple[str, Any, str | None]]:
-        """Looks up ``(candidate, sym_hash)`` pairs proposed together, in order.
+    def lookup_many(self, items: Sequence[tuple[Any, str] | tuple[Any, str, str | None]]
+                    ) -> list[tuple[str, Any, str | None]]:
+        """Looks up ``(candidate, sym_hash[, budget_key])`` items proposed together, in order.
 
-        Returns one ``(kind, what, fn_hash)`` per pair: ("hit", stored sources),
+        Returns one ``(kind, what, fn_hash)`` per item: ("hit", stored sources),
         ("attach", running twin) or ("miss", None). Their stored evaluations are read in
-        one query. A candidate equal to an earlier miss of the same lot is attached to
-        it: its ``what`` is that item's index.
+        one query per budget. A candidate equal to an earlier miss of the same lot (at
+        the same budget) is attached to it: its ``what`` is that item's index. Results
+        at one budget (``budget_key``, a multi-fidelity rung's) never answer another.
         """
-        stored = self.store.evaluations_many(self.fingerprint, [sym for _, sym in items])
-        lot: dict[str, int] = {}                 # hash -> index of a miss of this lot
+        items = [(it[0], it[1], it[2] if len(it) > 2 else None) for it in items]
+        stored: dict[str | None, dict[str, list[dict[str, Any]]]] = {}
+        for bk in dict.fromkeys(bk for _, _, bk in items):
+            stored[bk] = self.store.evaluations_many(
+                self.fingerprint, [sym for _, sym, b in items if b == bk], bk)
+        lot: dict[str, int] = {}                 # hash@budget -> index of a miss of this lot
         out: list[tuple[str, Any, str | None]] = []
-        for i, (candidate, sym) in enumerate(items):
-            kind, what = self._match(sym, None, stored.get(sym, []), lot)
+        for i, (candidate, sym, bk) in enumerate(items):
+            kind, what = self._match(_key(sym, bk), None, stored[bk].get(sym, []), lot)
             fn = None
             if kind == "miss":
                 fn = self.functional_hash(candidate)
                 if fn:
                     kind, what = self._match(
-                        sym, fn, self.store.evaluations(self.fingerprint, sym, fn), lot)
+                        _key(sym, bk), _key(fn, bk),
+                        self.store.evaluations(self.fingerprint, sym, fn, bk), lot)
             if kind == "miss":
-                lot.setdefault(sym, i)
+                lot.setdefault(_key(sym, bk), i)
                 if fn:
-                    lot.setdefault(fn, i)
+                    lot.setdefault(_key(fn, bk), i)
             out.append((kind, what, fn))
         return out
 
@@ -94,9 +101,10 @@ class EquivalenceCache:
 
     def launched(self, pending: Any) -> None:
         """Notes that ``pending`` is being evaluated, so twins attach to it."""
+        bk = pending.trial.get("budget_key")
         for key in (pending.trial.get("sym_hash"), pending.trial.get("fn_hash")):
             if key:
-                self._running.setdefault(key, pending)
+                self._running.setdefault(_key(key, bk), pending)
 
     def attach(self, twin: Any, pending: Any) -> None:
         """Makes ``pending`` wait for ``twin``'s result."""
@@ -104,9 +112,10 @@ class EquivalenceCache:
 
     def settled(self, pending: Any) -> list[Any]:
         """Forgets a finished evaluation; returns the trials that waited for it."""
+        bk = pending.trial.get("budget_key")
         for key in (pending.trial.get("sym_hash"), pending.trial.get("fn_hash")):
-            if key and self._running.get(key) is pending:
-                del self._running[key]
+            if key and self._running.get(_key(key, bk)) is pending:
+                del self._running[_key(key, bk)]
         return self._waiting.pop(pending.id, [])
 
     @staticmethod
@@ -130,3 +139,8 @@ class EquivalenceCache:
         return Outcome(TrialStatus.CACHED, metrics=dict(outcome.metrics),
                        costs=dict(outcome.costs), wall_time=0.0, cached_from=twin.id,
                        cache_kind="attached", saved_time=outcome.wall_time or 0.0)
+
+
+def _key(hash_: str, budget_key: str | None) -> str:
+    """A hash as the cache's in-memory maps key it: with the budget, where there is one."""
+    return f"{hash_}@{budget_key}" if budget_key else hash_

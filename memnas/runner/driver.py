@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any, Sequence
 
+from memnas.algorithms.base import hooks_of
 from memnas.errors import ConfigError
 from memnas.records import FINISHED, Outcome
 from memnas.runner._trial import run_trials
@@ -137,8 +138,9 @@ def drive(state: SearchState, executor: Executor, workers: int,
 def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int = 1,
                    executor: str | Executor = "ray", ray_address: str | None = None,
                    progress: bool | Progress = False, scheduler: Any = None,
-                   batch: int | str = 1) -> None:
-    """Runs ``experiment`` until it holds ``max_trials`` finished trials.
+                   batch: int | str = 1, max_cost: float | None = None) -> None:
+    """Runs ``experiment`` until it holds ``max_trials`` finished trials, or until its
+    trials have spent ``max_cost`` budget units (a multi-fidelity algorithm's).
 
     The one place a run starts and ends: the store is opened first (a bad URL fails
     before anything is started), Ray is started here when the run needs it and shut
@@ -158,6 +160,14 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
     if isinstance(executor, str) and executor not in ("ray", "local", "tune"):
         raise ConfigError(f"unknown executor {executor!r}; expected 'ray', 'local' or 'tune'")
     BatchSizer(batch)                           # a bad batch fails before anything starts
+    if max_cost is not None:
+        if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) \
+                or not math.isfinite(max_cost) or max_cost <= 0:
+            raise ConfigError(f"max_cost must be a positive number of budget units, "
+                              f"got {max_cost!r}")
+        if hooks_of(experiment.make_algorithm()).budget_unit is None:
+            raise ConfigError(f"max_cost={max_cost!r} needs a multi-fidelity algorithm "
+                              f"(asha, hyperband, mo_asha), whose trials spend budget units")
     if batch != 1 and executor == "tune":
         raise ConfigError(f"batch={batch!r} needs executor='ray' or 'local'; Ray Tune runs "
                           f"one trial per Tune trial")
@@ -173,13 +183,15 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
         row = store.experiment(experiment.name)
         if row is not None:
             trials = store.trials(row["id"])
-            if len(trials) >= max_trials and all(t["status"] in FINISHED for t in trials):
+            spent = sum(float((t["costs"] or {}).get("budget_spent", 0.0)) for t in trials)
+            if (len(trials) >= max_trials or (max_cost is not None and spent >= max_cost)) \
+                    and all(t["status"] in FINISHED for t in trials):
                 return                          # nothing left to run: start no executor
         state = SearchState(experiment, store)  # claims it, or ConfigError: another runs it
         try:
             shown = executor if isinstance(executor, str) else type(executor).__name__
             state.remember_run(max_trials=max_trials, workers=workers, batch=batch,
-                               executor=shown)  # only once claimed: a refused run writes nothing
+                               executor=shown, max_cost=max_cost)  # only once claimed: a refused run writes nothing
             cpus = None
             if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
                 cpus = max(os.cpu_count() or 1,
@@ -192,7 +204,7 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
             if progress:
                 bar = state.tally.progress = progress if isinstance(progress, Progress) \
                     else Progress(max_trials)
-            with state.session(max_trials):
+            with state.session(max_trials, max_cost):
                 if executor == "tune":
                     from memnas.runner.tune import run_with_tune
 

@@ -73,15 +73,19 @@ class Tally:
         self.name, self.direction = next(iter(objectives.items()))
         self.progress = progress
         self.finished = self.failed = 0
+        self.spent = 0.0          # budget spent by finished trials (multi-fidelity)
         self.best: float | None = None
 
     def count(self, status: str, values: Mapping[str, float]) -> None:
         """Counts a finished trial of ``status`` with these metric and cost values; a
         supernet run's values are no candidate's, so they are never the best."""
         self.finished += 1
+        self.spent += float(values.get("budget_spent", 0.0) or 0.0)
         if status == TrialStatus.FAILED:
             self.failed += 1
             return
+        if status == TrialStatus.INFEASIBLE or values.get("constraint_violation"):
+            return                    # never the best: it breaks the constraints
         v = None if is_supernet(values) else values.get(self.name)
         if v is not None and (self.best is None or (v > self.best if self.direction == "max"
                                                     else v < self.best)):

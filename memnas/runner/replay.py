@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pyglove as pg
 
 from memnas.algorithms.base import AlgorithmHooks
-from memnas.records import WITH_RESULT
+from memnas.records import FED_BACK
 from memnas.runner._records import dna_from_json
 
 __all__ = ["recover", "replay_calls"]
@@ -29,7 +29,8 @@ __all__ = ["recover", "replay_calls"]
 def replay_calls(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
                  trials: Sequence[Mapping[str, Any]], order: Mapping[int, int],
                  reward: Callable[[Mapping[str, Any]], Any],
-                 output_artifact: Callable[[Mapping[str, Any]], Any]) -> int | None:
+                 output_artifact: Callable[[Mapping[str, Any]], Any],
+                 proposed: dict[int, pg.DNA] | None = None) -> int | None:
     """Replays the stored calls to a freshly set-up ``algorithm``.
 
     Args:
@@ -40,13 +41,14 @@ def replay_calls(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
       order: ``{trial id: seq}``, the position of each trial's feedback among all calls.
       reward: a stored trial's reward as the algorithm was given it.
       output_artifact: a stored trial's output artifact (or its cache source's).
+      proposed: filled with ``{trial id: the DNA object proposed for it}``.
 
     Returns:
       The number of calls replayed; None when they cannot be (the algorithm is then
       half-replayed: build a fresh one).
     """
     fed = {seq: t for t in trials if (seq := order.get(t["id"])) is not None}
-    if len(fed) != len(order) or any((t["status"] in WITH_RESULT) != (t["id"] in order)
+    if len(fed) != len(order) or any((t["status"] in FED_BACK) != (t["id"] in order)
                                      for t in trials):
         return None  # a result without a recorded feedback (an older store), or the reverse
     proposals = iter(trials)
@@ -72,13 +74,16 @@ def replay_calls(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
             return None
         hooks.artifact_for(dna)
         dnas[t["id"]] = dna
+    if proposed is not None:
+        proposed.update(dnas)
     return calls
 
 
 def recover(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
             trials: Sequence[Mapping[str, Any]], spec: pg.DNASpec,
             reward: Callable[[Mapping[str, Any]], Any],
-            output_artifact: Callable[[Mapping[str, Any]], Any]) -> int:
+            output_artifact: Callable[[Mapping[str, Any]], Any],
+            proposed: dict[int, pg.DNA] | None = None) -> int:
     """The fallback: PyGlove's ``recover(history)`` on a fresh ``algorithm``, each trial
     with its reward (None for those without a result), output artifacts handed first.
 
@@ -88,11 +93,13 @@ def recover(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
     history = []
     for t in trials:
         dna = dna_from_json(t["dna"], spec)
+        if proposed is not None:
+            proposed[t["id"]] = dna
         value = None
-        if t["status"] in WITH_RESULT:
+        if t["status"] in FED_BACK:
             hooks.feedback_artifact(dna, output_artifact(t))
             value = reward(t)
         history.append((dna, value))
     if history:
         algorithm.recover(history)
-    return len(trials) + sum(t["status"] in WITH_RESULT for t in trials)
+    return len(trials) + sum(t["status"] in FED_BACK for t in trials)

@@ -19,16 +19,18 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pyglove as pg
 
-from memnas.algorithms.base import hooks_of
+from memnas.algorithms.base import AlgorithmHooks, hooks_of
+from memnas.constraints import penalty, violation
 from memnas.errors import ConfigError
 from memnas.hashing import EquivalenceCache, symbolic_hash
-from memnas.measurement import Context
-from memnas.records import (FINISHED, WITH_RESULT, ExperimentStatus, Outcome, TrialStatus,
-                            timed_out_reason, values_of)
+from memnas.measurement import Context, costs_before_training
+from memnas.records import (FED_BACK, FINISHED, WITH_RESULT, ExperimentStatus, Outcome,
+                            TrialStatus, timed_out_reason, values_of)
 from memnas.runner._decode import Decoder
 from memnas.runner._records import dna_from_json, reward_of, trial_seed
 from memnas.runner.claim import claim, driver_id, hold
-from memnas.runner.contract import Draft, Pending, RunnableExperiment, new_trial_row
+from memnas.runner.contract import (Draft, Pending, RunnableExperiment, budget_key,
+                                    new_trial_row)
 from memnas.runner.progress import Progress, Tally
 from memnas.runner.replay import recover, replay_calls
 from memnas.store import Store, utcnow
@@ -64,23 +66,46 @@ class SearchState:
         self._queue: list[dict[str, Any]] = []    # stored trials to run again
         self._exhausted = False
         self._calls = 0     # calls made to the algorithm (proposals and feedbacks), replayed
+        self.max_cost: float | None = None
+        self._dna_of: dict[int, pg.DNA] = {}     # trial id -> the DNA object proposed for it
+        self._trial_of: dict[int, int] = {}      # id(that DNA object) -> trial id
+        self._source: dict[int, int] = {}        # trial id -> trial whose result it reused
         self.exp_id = claim(store, experiment, self.driver)  # ConfigError: another runs it
 
     def _new_algorithm(self) -> None:
         self.algorithm = self.exp.make_algorithm()
         self.algorithm.setup(self.spec)
         self.hooks = hooks_of(self.algorithm)
+        has_costs = callable(getattr(self.exp.evaluator, "costs", None))
+        self._costs_memo: dict[str, dict[str, float]] = {}
+        self.hooks.bind(dict(self.exp.objectives), self.cheap_costs if has_costs else None)
+
+    def cheap_costs(self, dna: pg.DNA) -> dict[str, float]:
+        """A DNA's costs known before training (the evaluator's ``costs`` hook), memoised."""
+        key = repr(dna.to_numbers())
+        found = self._costs_memo.get(key)
+        if found is None:
+            found = self._costs_memo[key] = costs_before_training(self.exp.evaluator,
+                                                                  self.decoder(dna))
+        return found
+
+    def _remember(self, trial_id: int, dna: pg.DNA) -> None:
+        self._dna_of[trial_id] = dna
+        self._trial_of[id(dna)] = trial_id
 
     # -- a run: start and close in one place --------------------------------------------
     @contextlib.contextmanager
-    def session(self, max_trials: int) -> Iterator["SearchState"]:
-        """Starts a run that ends with ``max_trials`` finished trials, and closes it.
+    def session(self, max_trials: int, max_cost: float | None = None
+                ) -> Iterator["SearchState"]:
+        """Starts a run that ends with ``max_trials`` finished trials (or ``max_cost``
+        budget spent), and closes it.
 
         On entry the algorithm is rebuilt from the stored trials (`start`); on exit the
         experiment is marked completed, or interrupted when an error (Ctrl-C included)
         ends the run or trials are left in flight, which go back to pending.
         """
         self.max_trials = max_trials
+        self.max_cost = max_cost
         self.start()
         try:
             yield self
@@ -98,21 +123,63 @@ class SearchState:
         hold(self.store, self.exp.name, self.exp_id, self.driver)
         trials = self.store.trials(self.exp_id)
         for t in trials:
+            if t.get("cached_from"):
+                self._source[t["id"]] = t["cached_from"]
             if t["status"] in FINISHED:
                 self.tally.count(t["status"], values_of(t))
             else:  # pending or running when the last driver stopped: run it again
                 self._queue.append(t)
         order = self.store.feedback_order(self.exp_id)
+        warm = self._warm_history()
+        self._warm(warm)
+        proposed: dict[int, pg.DNA] = {}
         calls = replay_calls(self.algorithm, self.hooks, trials, order, self._stored_reward,
-                             self._output_artifact)
+                             self._output_artifact, proposed)
         if calls is None:  # cannot be replayed: PyGlove's recover on a fresh algorithm
             self._new_algorithm()
+            self._warm(warm)
+            proposed.clear()
             calls = recover(self.algorithm, self.hooks, trials, self.spec, self._stored_reward,
-                            self._output_artifact)
+                            self._output_artifact, proposed)
             calls = max([calls, *(seq + 1 for seq in order.values())])  # after any stored
         self._calls = calls
+        for trial_id, dna in proposed.items():
+            self._remember(trial_id, dna)
         self.heartbeat()  # `hold` claimed it; a long replay must not look like a dead driver
         self.tally.show()
+
+    def _warm_history(self) -> list[tuple[pg.DNA, Any]]:
+        """The warm-start trials as ``(dna, reward)``: those recorded at the first run (so
+        every resume feeds the same ones), or, at the first run, the finished trials
+        with a result of the ``warm_start`` experiments, recorded now."""
+        if not self.exp.warm_start:
+            return []
+        config = dict(self.store.experiment(self.exp.name)["config"] or {})
+        ids = config.get("warm_start_trials")
+        rows = []
+        for name in self.exp.warm_start:
+            row = self.store.experiment(name)
+            if row is None:
+                raise ConfigError(f"warm_start experiment {name!r} is not in "
+                                  f"{self.store.shown_url!r}")
+            rows.extend(self.store.trials(row["id"], [s.value for s in WITH_RESULT]))
+        if ids is None:
+            rows = [t for t in rows if all(k in values_of(t) for k in self.exp.objectives)]
+            config["warm_start_trials"] = [t["id"] for t in rows]
+            self.store.update_experiment(self.exp_id, config=config)
+        else:
+            by_id = {t["id"]: t for t in rows}
+            rows = [by_id[i] for i in ids if i in by_id]
+        return [(dna_from_json(t["dna"], self.spec), self._stored_reward(t)) for t in rows]
+
+    def _warm(self, history: list[tuple[pg.DNA, Any]]) -> None:
+        """Feeds warm-start results to the algorithm before its first proposal."""
+        if not history:
+            return
+        if isinstance(self.algorithm, AlgorithmHooks):
+            self.algorithm.warm_start(history)
+        else:
+            self.algorithm.recover(history)
 
     def remember_run(self, **settings: Any) -> None:
         """Stores this run's settings (max_trials, workers, ...) for `memnas resume`."""
@@ -145,8 +212,16 @@ class SearchState:
 
     @property
     def trials_left(self) -> int:
-        """Trials still to launch: wanted less finished, in flight and waiting for a twin."""
+        """Trials still to launch: wanted less finished, in flight and waiting for a twin;
+        none once ``max_cost`` is spent or promised to trials in flight."""
+        if self.max_cost is not None and self.cost_committed >= self.max_cost:
+            return 0
         return self.max_trials - self.finished - len(self.in_flight) - self.num_waiting
+
+    @property
+    def cost_committed(self) -> float:
+        """Budget spent by finished trials plus that expected of the trials in flight."""
+        return self.tally.spent + sum(p.rung.cost for p in self.in_flight.values() if p.rung)
 
     def next_trial(self) -> Pending | None:
         """The next trial to launch, now counted in flight; None when there is none now.
@@ -196,9 +271,14 @@ class SearchState:
                 return drafts, True
             self._calls += 1
             candidate = self.decoder(dna)
-            drafts.append(Draft(dna, candidate, symbolic_hash(candidate),
-                                self.hooks.artifact_for(dna)))
-            if drafts[-1].payload is not None:
+            draft = Draft(dna, candidate, symbolic_hash(candidate), self.hooks.artifact_for(dna))
+            draft.rung = self.hooks.rung_of(dna)
+            draft.budget = {**self.exp.budget, **(draft.rung.budget if draft.rung else {})}
+            if self.exp.constraints and draft.payload is None:
+                draft.costs = self.cheap_costs(dna)
+                draft.violation = violation(draft.costs, self.exp.constraints)
+            drafts.append(draft)
+            if draft.payload is not None:
                 break
         return drafts, False
 
@@ -209,15 +289,21 @@ class SearchState:
         its running twin, which may be an earlier draft of the same lot; one with an
         input artifact bypasses the cache.
         """
-        plain = [d for d in drafts if d.payload is None]
-        found = iter(self.cache.lookup_many([(d.candidate, d.sym) for d in plain])
-                     if self.cache else [])
+        plain = [d for d in drafts if d.payload is None and not d.violation]
+        found = iter(self.cache.lookup_many([(d.candidate, d.sym, budget_key(d.budget))
+                                             for d in plain]) if self.cache else [])
         rows, kinds = [], []
         now = utcnow()
         for d in drafts:
-            kind, twin, fn = next(found) if self.cache and d.payload is None \
-                else ("miss", None, None)
-            rows.append(new_trial_row(d, self.decoder.decisions(d.dna), kind, fn, now))
+            if d.violation:
+                kind, twin, fn = "infeasible", None, None
+            elif self.cache and d.payload is None:
+                kind, twin, fn = next(found)
+            else:
+                kind, twin, fn = "miss", None, None
+            parent = self._trial_of.get(id(d.rung.continues)) \
+                if d.rung and d.rung.continues is not None else None
+            rows.append(new_trial_row(d, self.decoder.decisions(d.dna), kind, fn, now, parent))
             kinds.append((kind, twin))
         base = self.exp.seed
 
@@ -234,10 +320,16 @@ class SearchState:
         for d, fields, (trial_id, number, extra) in zip(drafts, rows, stored):
             pendings.append(Pending({**fields, **extra, "id": trial_id, "number": number},
                                     d.dna, d.candidate, artifact=d.payload,
-                                    marked_running=fields["status"] == TrialStatus.RUNNING))
+                                    marked_running=fields["status"] == TrialStatus.RUNNING,
+                                    rung=d.rung))
+            self._remember(trial_id, d.dna)
         launch, hits = [], []
-        for p, (kind, twin) in zip(pendings, kinds):
-            if kind == "hit":
+        for p, d, (kind, twin) in zip(pendings, drafts, kinds):
+            if kind == "infeasible":  # stored finished; told to the algorithm in order
+                p.launch = False
+                hits.append((p, Outcome(TrialStatus.INFEASIBLE, costs=dict(d.costs or {}),
+                                        error=p.trial.get("error"))))
+            elif kind == "hit":
                 p.launch = False
                 hits.append((p, EquivalenceCache.hit_outcome(twin)))
             elif kind == "attach":
@@ -261,9 +353,13 @@ class SearchState:
         trial = {**trial, "attempt": trial["attempt"] + 1, "cached_from": None, "cache_kind": None}
         self.store.clear_curve(trial["id"])
         self.store.update_trial(trial["id"], cached_from=None, cache_kind=None)
-        dna = dna_from_json(trial["dna"], self.spec)
+        dna = self._dna_of.get(trial["id"])
+        if dna is None:
+            dna = dna_from_json(trial["dna"], self.spec)
+            self._remember(trial["id"], dna)
         pending = Pending(trial, dna, self.decoder(dna),
-                          artifact=self.store.load_artifact(trial["id"], "input"))
+                          artifact=self.store.load_artifact(trial["id"], "input"),
+                          rung=self.hooks.rung_of(dna))
         if self.cache and pending.artifact is None:
             self.cache.launched(pending)
         return pending
@@ -283,9 +379,21 @@ class SearchState:
                                     seed=t["seed"], attempt=t["attempt"], heartbeat_at=now)
             pending.marked_running = True
         pending.started = time.monotonic()
+        resume = None
+        if t.get("parent_id") is not None:
+            resume = self._artifact_of(t["parent_id"])
         return Context(seed=t["seed"], trial=t["number"], experiment=self.exp.name,
-                       budget=dict(self.exp.budget), num_cpus=self.exp.resources["num_cpus"],
-                       num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact)
+                       budget=dict(t.get("budget") or self.exp.budget),
+                       num_cpus=self.exp.resources["num_cpus"],
+                       num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact,
+                       resume=resume, checkpoint=bool(pending.rung and pending.rung.checkpoint))
+
+    def _artifact_of(self, trial_id: int) -> dict[str, Any] | None:
+        """A trial's output artifact, or that of the trial whose result it reused."""
+        found = self.store.load_artifact(trial_id, "output")
+        if found is None and trial_id in self._source:
+            found = self.store.load_artifact(self._source[trial_id], "output")
+        return found
 
     def lost(self, pending: Pending, reason: str) -> None:
         """Records that a trial's worker died; it runs again while it has attempts."""
@@ -336,6 +444,16 @@ class SearchState:
                 # An executor that cannot cancel (in-process) ran it to the end.
                 outcome = self.timed_out(outcome.wall_time, node=outcome.node,
                                          wall_time=outcome.wall_time)
+            if pending is not None and pending.rung is not None and \
+                    outcome.status in WITH_RESULT:
+                spent = 0.0 if outcome.status == TrialStatus.CACHED else \
+                    float(pending.rung.budget.get(self.hooks.budget_unit or "", 0.0))
+                outcome = outcome.replace(costs={"budget_spent": spent, **outcome.costs})
+            if outcome.status == TrialStatus.COMPLETED and self.exp.constraints:
+                broken = violation(outcome.values, self.exp.constraints)
+                if broken:
+                    outcome = outcome.replace(costs={**outcome.costs,
+                                                     "constraint_violation": broken})
             missing = [k for k in self.exp.objectives if k not in outcome.values]
             if outcome.status in WITH_RESULT and missing:
                 reason = (f"objective {missing[0]!r} is not among the metrics the evaluator "
@@ -346,13 +464,15 @@ class SearchState:
             fields = dict(status=outcome.status.value, metrics=outcome.metrics,
                           costs=outcome.costs, error=outcome.error, node=outcome.node,
                           wall_time=outcome.wall_time, finished_at=utcnow())
+            if outcome.cached_from is not None:
+                self._source[trial["id"]] = outcome.cached_from
             if outcome.cache_kind is not None:
                 fields.update(cached_from=outcome.cached_from, cache_kind=outcome.cache_kind,
                               saved_time=outcome.saved_time)
             updates.append((trial["id"], outcome.curve, fields))
             if outcome.status == TrialStatus.COMPLETED and outcome.artifact is not None:
                 artifacts.append((trial["id"], outcome.artifact))
-            if pending is not None and outcome.status in WITH_RESULT:
+            if pending is not None and outcome.status in FED_BACK:
                 order.append((self.exp_id, trial["id"], self._calls))
                 self._calls += 1
             done.append((pending, outcome))
@@ -365,12 +485,13 @@ class SearchState:
             self.tally.count(outcome.status, outcome.values)
             if pending is None:
                 continue
-            if outcome.status in WITH_RESULT:
+            if outcome.status in FED_BACK:
                 artifact = outcome.artifact
                 if artifact is None and outcome.cached_from:  # the source's
                     artifact = self.store.load_artifact(outcome.cached_from, "output")
                 self.hooks.feedback_artifact(pending.dna, artifact)
-                self.algorithm.feedback(pending.dna, self._reward(outcome.values))
+                self.algorithm.feedback(pending.dna, self._reward(outcome.values,
+                                                                  outcome.status))
             if self.cache:
                 settle.extend((w, EquivalenceCache.twin_outcome(pending, outcome))
                               for w in self.cache.settled(pending))
@@ -381,11 +502,17 @@ class SearchState:
             raise problem
         return [outcome.status for _, outcome in done]
 
-    def _reward(self, values: Mapping[str, float]) -> float | tuple[float, ...]:
+    def _reward(self, values: Mapping[str, float], status: str = TrialStatus.COMPLETED
+                ) -> float | tuple[float, ...]:
+        """The algorithm's reward; a penalty below every real one for a trial breaking
+        the constraints (`memnas.constraints.INFEASIBLE_REWARD`)."""
+        broken = violation(values, self.exp.constraints) if self.exp.constraints else 0.0
+        if broken or status == TrialStatus.INFEASIBLE:
+            return penalty(broken, len(self.exp.objectives), self.multi)
         return reward_of(dict(values), self.exp.objectives, self.multi)
 
     def _stored_reward(self, trial: Mapping[str, Any]) -> float | tuple[float, ...]:
-        return self._reward(values_of(trial))
+        return self._reward(values_of(trial), trial["status"])
 
     def _output_artifact(self, trial: dict[str, Any]) -> dict[str, Any] | None:
         """A finished trial's output artifact, or its cache source's for a cached trial."""
@@ -397,3 +524,4 @@ class SearchState:
     def heartbeat(self) -> None:
         """Marks this driver and its trials in flight alive."""
         self.store.heartbeat(self.exp_id, list(self.in_flight), self.driver)
+

@@ -18,28 +18,30 @@ class CacheQueries:
     engine: sa.Engine        # set by Store
     _session: Any            # Store's session factory
 
-    def evaluations(self, fingerprint: str, sym_hash: str,
-                    fn_hash: str | None = None) -> list[dict[str, Any]]:
+    def evaluations(self, fingerprint: str, sym_hash: str, fn_hash: str | None = None,
+                    budget_key: str | None = None) -> list[dict[str, Any]]:
         """Completed, really evaluated trials (any experiment) under an evaluator fingerprint
         whose symbolic or functional hash matches: the equivalence cache's lookup.
 
         Trials run with an input artifact are left out: their result depends on more
-        than their candidate (e.g. a sharpDARTS supernet run, an IMP round)."""
+        than their candidate (e.g. a sharpDARTS supernet run, an IMP round). Only trials
+        run at the same budget (``budget_key``, None: no budget) match."""
         sql = _sql()
         q = sql.evaluations_sym_fn if fn_hash else sql.evaluations_sym
-        params = {"fingerprint": fingerprint, "sym_hash": sym_hash, "fn_hash": fn_hash}
+        params = {"fingerprint": fingerprint, "sym_hash": sym_hash, "fn_hash": fn_hash,
+                  "budget_key": budget_key or ""}
         with self.engine.connect() as conn:  # Core, a statement built once: no session
             return [dict(r) for r in conn.execute(q, params).mappings()]
 
-    def evaluations_many(self, fingerprint: str,
-                         sym_hashes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def evaluations_many(self, fingerprint: str, sym_hashes: Sequence[str],
+                         budget_key: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """`evaluations` by symbolic hash for several hashes in one query:
         ``{sym_hash: [trial rows, oldest first]}`` for the hashes that have any."""
         found: dict[str, list[dict[str, Any]]] = {}
         wanted = sorted(set(sym_hashes))
         if not wanted:
             return found
-        params = {"fingerprint": fingerprint, "sym_hashes": wanted}
+        params = {"fingerprint": fingerprint, "sym_hashes": wanted, "budget_key": budget_key or ""}
         with self.engine.connect() as conn:
             for r in conn.execute(_sql().evaluations_syms, params).mappings():
                 found.setdefault(r["sym_hash"], []).append(dict(r))

@@ -37,7 +37,9 @@ class _Statements:
                                        ArtifactRow.kind == "input")
         base = (select(t).join(ExperimentRow, ExperimentRow.id == t.c.experiment_id)
                 .where(ExperimentRow.fingerprint == sa.bindparam("fingerprint"),
-                       t.c.status == TrialStatus.COMPLETED.value, ~with_input)
+                       t.c.status == TrialStatus.COMPLETED.value, ~with_input,
+                       # a result at one budget never answers another ("" for none)
+                       func.coalesce(t.c.budget_key, "") == sa.bindparam("budget_key"))
                 .order_by(t.c.id))
         self.evaluations_sym = base.where(t.c.sym_hash == sa.bindparam("sym_hash"))
         self.evaluations_syms = base.where(

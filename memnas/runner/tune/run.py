@@ -24,8 +24,11 @@ def make_scheduler(scheduler: Any) -> Any:
     """A Tune scheduler from "asha", "fifo" or a ``TrialScheduler`` object.
 
     "asha" is `ASHAScheduler` over the number of reports, stopping a trial at a rung
-    when it is not in the best quarter so far. Schedulers that pause trials (PBT,
-    synchronous HyperBand) are not supported: memnas trials keep no checkpoints.
+    when it is not in the best quarter so far; a stopped trial is stored completed with
+    the values it reported and the costs known before training (see
+    `MemnasSearcher`). Schedulers that pause trials (PBT, synchronous HyperBand) are not
+    supported: a Tune trial runs one memnas trial to its end or is stopped (memnas's own
+    multi-fidelity algorithms continue a candidate through checkpoint artifacts instead).
 
     Raises:
       ConfigError: anything else, named.

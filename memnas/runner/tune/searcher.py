@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from ray.tune.search import Searcher
 
@@ -13,7 +13,7 @@ from memnas.records import Outcome, TrialStatus
 from memnas.runner.contract import Pending
 from memnas.runner.state import SearchState
 from memnas.runner.tune.trainable import (DONE, KEY, NODE, STOPPED_EARLY, TrialSpec,
-                                          curve_points, outcome_of)
+                                          curve_points, known_costs, outcome_of)
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,14 @@ class _Live:
     pending: Pending
     points: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     seen: int = 0                # last training_iteration passed to on_trial_result
+    costs: dict[str, float] = dataclasses.field(default_factory=dict)  # known before training
+    start: int = 0               # the step its checkpoint (ctx.resume) was at; 0: from scratch
 
     def add(self, result: dict[str, Any]) -> set[str]:
-        """Keeps a forwarded report's curve points; returns their names."""
+        """Keeps a forwarded report's curve points (and costs); returns the points' names."""
+        costs = known_costs(result)
+        if costs is not None:
+            self.costs = costs
         points = curve_points(result)
         self.points.extend(points)
         return {p["name"] for p in points}
@@ -43,6 +48,11 @@ class MemnasSearcher(Searcher):
     When and how many trials run is the state's; this class only translates Tune's
     hooks. Errors raised in a hook are kept (Tune would swallow them), stop the run,
     and are raised once Tune has stopped.
+
+    A trial the scheduler stops is stored completed, marked `STOPPED_EARLY`, with the
+    last value of each curve metric it reported over the costs its first report
+    carried (the evaluator's ``costs(candidate)`` hook: params, state size, FLOPs) and
+    ``budget_spent``, the steps it trained; failed when an objective is in neither.
 
     Args:
       state: the search's bookkeeping, inside its ``session``.
@@ -81,7 +91,7 @@ class MemnasSearcher(Searcher):
         except Exception as e:  # Tune would swallow it: keep it, stop, raise it after
             self._fail(e)
             return Searcher.FINISHED
-        self._live[trial_id] = _Live(pending)
+        self._live[trial_id] = _Live(pending, start=resumed_step(ctx.resume))
         self.started += 1
         return {KEY: TrialSpec(pending.trial["number"], pending.candidate, ctx)}
 
@@ -148,25 +158,35 @@ class MemnasSearcher(Searcher):
 
     # -- insides -----------------------------------------------------------------------
     def _stopped_outcome(self, live: _Live, result: dict[str, Any]) -> Outcome:
+        """A trial the scheduler stopped: completed with the last value of each reported
+        curve metric over the costs known before training (the evaluator's ``costs``
+        hook), ``budget_spent`` the steps trained (the last step reported, less the
+        checkpoint's it resumed), and `STOPPED_EARLY`; failed when an objective is in
+        neither."""
         state = self._live_state()
         values: dict[str, float] = {}
         for p in live.points:                   # in report order: the last value wins
             values[p["name"]] = p["value"]
+        costs = {k: v for k, v in live.costs.items() if k not in values}
         wall = result.get("time_total_s")
         node = result.get(NODE) or result.get("hostname")
         steps = max((p["step"] for p in live.points), default=None)
         if state.over_time(wall):
             return state.timed_out(wall, node=node, curve=live.points, wall_time=wall)
-        missing = [k for k in state.exp.objectives if k not in values]
+        missing = [k for k in state.exp.objectives if k not in values and k not in costs]
         if missing:
             return Outcome.failed(
                 f"stopped early by the scheduler (after step {steps}, "
                 f"{result.get('training_iteration')} reports) before it reported objective(s) "
-                f"{missing}; it reported {sorted(values) or 'nothing'}. Report the objectives "
-                f"through ctx.report(...) for stopped trials to count", node=node,
-                metrics=values, curve=live.points, wall_time=wall)
+                f"{missing}; it reported {sorted(values) or 'nothing'}"
+                f"{f' and costs {sorted(costs)}' if costs else ''}. Report the objectives "
+                f"through ctx.report(...), or give the evaluator a costs(candidate) hook for "
+                f"costs known before training, for stopped trials to count", node=node,
+                metrics=values, costs=costs, curve=live.points, wall_time=wall)
+        if steps is not None:
+            costs["budget_spent"] = float(max(0, steps - live.start))
         return Outcome(TrialStatus.COMPLETED, metrics={**values, STOPPED_EARLY: 1.0},
-                       curve=live.points, wall_time=wall, node=node)
+                       costs=costs, curve=live.points, wall_time=wall, node=node)
 
     def _fail(self, e: BaseException) -> None:
         log.debug("memnas searcher failed", exc_info=e)
@@ -182,3 +202,20 @@ class MemnasSearcher(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its config (tuner.pkl): leave the store and algorithm behind.
         return {**self.__dict__, "_state": None, "_live": {}, "_died": {}, "error": None}
+
+
+def resumed_step(resume: Any) -> int:
+    """The step a trial resuming ``resume`` (``ctx.resume``) starts from: the checkpoint's
+    ``step`` (memnas's trainers) or ``steps`` (the tabular benchmark), looked for in nested
+    checkpoints too (a sweep's runs, a multi-task evaluator's tasks); 0 when none."""
+    if not isinstance(resume, Mapping):
+        return 0
+    for key in ("step", "steps"):
+        value = resume.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    for value in resume.values():
+        found = resumed_step(value) if isinstance(value, Mapping) else 0
+        if found:
+            return found
+    return 0
