@@ -1,4 +1,8 @@
-"""Cost metrics of a candidate: parameters, inference state size, FLOPs per token, latency."""
+"""Cost metrics of a candidate: parameters, inference state size, FLOPs per token, latency.
+
+`known_costs` are those known before training (a model built once, no training), what an
+evaluator's ``costs(candidate)`` hook answers; `model_costs` adds the measured latency.
+"""
 
 from __future__ import annotations
 
@@ -122,3 +126,38 @@ def flops_per_token(model: nn.Module, inputs: torch.Tensor) -> float:
     finally:
         model.train(was_training)
     return counter.get_total_flops() / max(1, inputs.numel())
+
+
+def known_costs(candidate: Any, model: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
+    """The costs of a sequence model known without training it.
+
+    ``params``; ``flops_per_token`` (one sequence of ``inputs``, torch's flop counter);
+    and ``state_bytes`` (inference memory per sequence at the model's dtype) when the
+    candidate says its state size (memnas's `SequenceModel` does). Training changes
+    none of them, so a freshly built model gives the trained one's.
+
+    Args:
+      candidate: The spec ``model`` was built from.
+      model: The module (trained or not), on the device of ``inputs``.
+      inputs: Token ids ``(B, T)``; the first row is counted.
+    """
+    costs = {"params": float(count_params(model)),
+             "flops_per_token": flops_per_token(model, inputs[:1])}
+    first = next(iter(model.parameters()), None)
+    size = state_bytes(candidate, first.element_size() if first is not None else 4)
+    if size is not None:
+        costs["state_bytes"] = size
+    return costs
+
+
+def model_costs(candidate: Any, model: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
+    """The costs every trained sequence model stores: `known_costs` and ``latency_ms``.
+
+    Args:
+      candidate: The spec ``model`` was built from.
+      model: The trained module, on the device of ``inputs``.
+      inputs: A fixed batch of token ids ``(B, T)``, timed whole for ``latency_ms``
+        (median forward time).
+    """
+    latency = measure_latency(model, inputs)
+    return {**known_costs(candidate, model, inputs), "latency_ms": latency}

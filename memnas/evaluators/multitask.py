@@ -56,6 +56,12 @@ class MultiTaskEvaluator:
     run's, ``best_lr_<task>`` that run's rate, and every run's curve is kept
     (``lr=0.003/loss_<task>``).
 
+    Multi-fidelity: each task's run checkpoints and resumes as `TrainEvaluator`'s
+    (``ctx.budget``'s ``max_steps`` is each task's schedule horizon): with
+    ``ctx.checkpoint`` the artifact is ``{"tasks": {name: that task's checkpoint}}``,
+    and with ``ctx.resume`` such an artifact every task continues its own run (costs
+    then hold ``budget_spent``, the steps each task trained in this trial).
+
     Attributes:
       tasks: ``(name, task)`` pairs (a mapping is accepted and turned into pairs);
         names of letters, digits and underscores.
@@ -143,30 +149,30 @@ class MultiTaskEvaluator:
           metrics ``acc_<task>`` and ``loss_<task>`` for each task (with a sweep,
           ``best_lr_<task>`` too), ``accuracy`` and ``loss`` their means; each cost
           (``params``, ``latency_ms``, ``flops_per_token``, ``state_bytes``) the
-          largest over the tasks' models; the curve of every task.
+          largest over the tasks' models; the curve of every task; with
+          ``ctx.checkpoint``, every task's checkpoint (class docstring).
 
         Raises:
-          ValueError: if the candidate's vocabulary is smaller than a task's, or a
-            task's training rejects the candidate (see `TrainEvaluator`).
+          ValueError: if the candidate's vocabulary is smaller than a task's,
+            ``ctx.resume`` lacks a task's checkpoint, or a task's training rejects
+            the candidate (see `TrainEvaluator`).
         """
         ctx = ctx if ctx is not None else Context()
-        largest = max(task.vocab_size for _, task in self.tasks)
-        vocab = getattr(candidate, "vocab_size", None)
-        if isinstance(vocab, int) and vocab < largest:
-            raise ValueError(
-                f"the candidate's vocab_size={vocab} is smaller than the largest task "
-                f"vocab_size={largest}"
-            )
+        self._check_vocab(candidate)
         steps = ctx.budget.get("steps", self.steps)
         fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(Context)}
+        resumes = [self._task_resume(ctx.resume, name) for name in self.task_names]
         metrics: dict[str, float] = {}
         costs: dict[str, float] = {}
+        checkpoints: dict[str, Any] = {}
         start = len(ctx.curve)
         for index, (name, task) in enumerate(self.tasks):
             seed = _derive_seed(int(ctx.seed) % 2**63, zlib.crc32(name.encode()))
             offset = index * int(steps) if isinstance(steps, numbers.Integral) else 0
-            child = _TaskContext(ctx, name, offset, **{**fields, "seed": seed, "curve": []})
+            child = _TaskContext(ctx, name, offset, **{**fields, "seed": seed, "curve": [],
+                                                       "resume": resumes[index]})
             m = self.trainer(task)(self._for_task(candidate, task), child)
+            checkpoints[name] = m.artifact
             metrics[f"acc_{name}"] = m.metrics["accuracy"]
             metrics[f"loss_{name}"] = m.metrics["loss"]
             if self.lr_sweep:
@@ -176,7 +182,43 @@ class MultiTaskEvaluator:
         n = len(self.tasks)
         metrics["accuracy"] = sum(metrics[f"acc_{name}"] for name in self.task_names) / n
         metrics["loss"] = sum(metrics[f"loss_{name}"] for name in self.task_names) / n
-        return Measurement(metrics=metrics, costs=costs, curve=list(ctx.curve[start:]))
+        return Measurement(metrics=metrics, costs=costs, curve=list(ctx.curve[start:]),
+                           artifact={"tasks": checkpoints} if ctx.checkpoint else None)
+
+    def costs(self, candidate: Any) -> dict[str, float]:
+        """The costs a trial stores that are known before training: each task's
+        `TrainEvaluator.costs` (models built once, untrained), the largest over the tasks.
+
+        Raises:
+          ValueError: if the candidate's vocabulary is smaller than a task's.
+        """
+        self._check_vocab(candidate)
+        costs: dict[str, float] = {}
+        for _, task in self.tasks:
+            for key, value in self.trainer(task).costs(self._for_task(candidate, task)).items():
+                costs[key] = max(costs.get(key, value), value)
+        return costs
+
+    def _check_vocab(self, candidate: Any) -> None:
+        largest = max(task.vocab_size for _, task in self.tasks)
+        vocab = getattr(candidate, "vocab_size", None)
+        if isinstance(vocab, int) and vocab < largest:
+            raise ValueError(
+                f"the candidate's vocab_size={vocab} is smaller than the largest task "
+                f"vocab_size={largest}"
+            )
+
+    @staticmethod
+    def _task_resume(resume: Any, name: str) -> Any:
+        if resume is None:
+            return None
+        tasks = resume.get("tasks") if isinstance(resume, Mapping) else None
+        if not isinstance(tasks, Mapping) or tasks.get(name) is None:
+            got = sorted(tasks) if isinstance(tasks, Mapping) else \
+                (sorted(resume) if isinstance(resume, Mapping) else type(resume).__name__)
+            raise ValueError(f"ctx.resume must be a MultiTaskEvaluator checkpoint "
+                             f"{{'tasks': {{name: checkpoint}}}} with task {name!r}, got {got}")
+        return tasks[name]
 
     def _for_task(self, candidate: Any, task: SequenceTask) -> Any:
         if not self.match_vocab:

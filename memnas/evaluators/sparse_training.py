@@ -113,6 +113,15 @@ class SparseTrainEvaluator:
     weights) and ``params`` (nonzero parameters); the curve; and, when weights are
     asked for, the artifact ``{"masks", "final", "rewind"}`` (numpy arrays).
 
+    ``costs(candidate)`` gives those four costs before training, from the masks the
+    candidate chooses itself on a fresh build (their counts do not depend on the
+    weights). A trial whose ``ctx.artifact`` brings masks (IMP's rounds) stores the
+    costs of those masks instead, which the candidate alone cannot tell.
+
+    Multi-fidelity: every trial trains ``steps`` from scratch (or from the artifact's
+    ``start_step``); ``ctx.budget``, ``ctx.resume`` and ``ctx.checkpoint`` are not read,
+    and no ``budget_spent`` is set.
+
     Attributes:
       data: The data source.
       steps: Training steps (Adam, constant learning rate, as in Frankle & Carbin).
@@ -185,24 +194,43 @@ class SparseTrainEvaluator:
                            rewind_step=None if rewind_step is None else int(rewind_step),
                            report_every=self.report_every, report=ctx.report, device=ctx.device)
         names = prunable(model)
-        kept = {n: int(masks[n].sum()) if n in masks else model.get_parameter(n).numel()
-                for n in names}
-        sizes = {n: model.get_parameter(n).numel() for n in names}
-        body = names[:-1] or names
-        params = sum(int((p != 0).sum()) for p in model.parameters())
         m = Measurement(
             metrics={"accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
                      "val_loss": run.val_loss},
-            costs={"remaining": sum(kept.values()) / sum(sizes.values()),
-                   "sparsity": 1.0 - sum(kept[n] for n in body) / sum(sizes[n] for n in body),
-                   "weights": float(sum(kept.values())), "params": float(params)},
-            curve=list(run.curve))
+            costs=_mask_costs(model, masks), curve=list(run.curve))
         if self.return_weights or art.get("return_weights"):
             m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()},
                           "prunable": names,
                           "final": _numpy(run.final),
                           "rewind": _numpy(run.rewind) if run.rewind is not None else None}
         return m
+
+    def costs(self, candidate: Any) -> dict[str, float]:
+        """``remaining``, ``sparsity``, ``weights`` and ``params`` of ``candidate``'s own masks,
+        known before training: one build on the CPU, no data, no training (class docstring).
+        """
+        parent = candidate.parent if isinstance(candidate, SparseNet) else candidate
+        seed = _first(self.init_seed, 0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = parent.build()
+            masks = candidate.masks(model, torch.Generator().manual_seed(seed + 1)) \
+                if isinstance(candidate, SparseNet) else full_masks(model)
+        apply_masks(model, masks)
+        return _mask_costs(model, masks)
+
+
+def _mask_costs(model: torch.nn.Module, masks: Masks) -> dict[str, float]:
+    """The costs of a masked model (see `SparseTrainEvaluator`); ``params`` counts nonzeros."""
+    names = prunable(model)
+    kept = {n: int(masks[n].sum()) if n in masks else model.get_parameter(n).numel()
+            for n in names}
+    sizes = {n: model.get_parameter(n).numel() for n in names}
+    body = names[:-1] or names
+    return {"remaining": sum(kept.values()) / sum(sizes.values()),
+            "sparsity": 1.0 - sum(kept[n] for n in body) / sum(sizes[n] for n in body),
+            "weights": float(sum(kept.values())),
+            "params": float(sum(int((p != 0).sum()) for p in model.parameters()))}
 
 
 def _first(value: int | None, default: int) -> int:

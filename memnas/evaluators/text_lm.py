@@ -138,11 +138,8 @@ class TextCorpus:
                    corpus_sha256=sha, vocab_size=vocab_size, bytes_per_token=bytes_per_token)
 
     def batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random windows of the training split; the same seed, the same tensors.
-
-        Returns:
-          ``(inputs, targets)``, ``int64`` ``(n, seq_len)``; targets are the next tokens.
-        """
+        """``n`` random windows of the training split as ``(inputs, targets)``, ``int64``
+        ``(n, seq_len)``, targets the next tokens; the same seed, the same tensors."""
         return _windows(self._splits()[0], n, seed, self.seq_len)
 
     def valid_batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,9 +151,7 @@ class TextCorpus:
 
         The least a model blind to context can score on that text (a unigram model fit
         on the training split scores more): below it, a model has learned from context.
-
-        Args:
-          split: ``"train"`` or ``"valid"``.
+        ``split`` is ``"train"`` or ``"valid"``.
         """
         if split not in ("train", "valid"):
             raise ConfigError(f"TextCorpus: split must be 'train' or 'valid', got {split!r}")
@@ -230,9 +225,9 @@ class _TimedCorpus:
 class LanguageModelEvaluator:
     """Trains a candidate on a `TextCorpus` and measures bits per byte on held-out text.
 
-    `TrainEvaluator`'s loop (AdamW, warmup then cosine decay, fresh training windows
-    each step); the held-out set is ``eval_examples`` windows of the validation split,
-    the same for every trial.
+    `TrainEvaluator`'s loop (AdamW, warmup then cosine decay, fresh windows each step),
+    checkpoints (``ctx.checkpoint``, ``ctx.resume``) and ``costs`` hook; the held-out set
+    is ``eval_examples`` windows of the validation split, the same for every trial.
 
     Attributes:
       corpus: The text, e.g. ``TextCorpus()`` (the Python standard library).
@@ -295,7 +290,7 @@ class LanguageModelEvaluator:
           ...) and for each ``loss<suffix>`` ``bits_per_token<suffix>`` and
           ``bits_per_byte<suffix>`` (not for an array without ``bytes_per_token``); its
           costs and ``tokens_per_s`` (training tokens per second of wall time, from 2
-          steps); its curve and ``eval_bits_per_token``.
+          steps); its curve and ``eval_bits_per_token``; its checkpoint.
 
         Raises:
           ValueError: a ``max_len`` or ``vocab_size`` short of the corpus's, or as `TrainEvaluator`.
@@ -321,7 +316,11 @@ class LanguageModelEvaluator:
         step, bits = max((p["step"] for p in m.curve), default=0), metrics["bits_per_token"]
         ctx.report(step, eval_bits_per_token=bits)
         curve = [*m.curve, {"step": step, "name": "eval_bits_per_token", "value": bits}]
-        return Measurement(metrics=metrics, costs=costs, curve=curve)
+        return Measurement(metrics=metrics, costs=costs, curve=curve, artifact=m.artifact)
+
+    def costs(self, candidate: Any) -> dict[str, float]:
+        """`TrainEvaluator.costs` on the corpus: known before training (no latency)."""
+        return self.trainer(self.corpus).costs(candidate)
 
 
 def _read_documents(source: str, suffixes: tuple[str, ...] | None,

@@ -6,24 +6,22 @@ import dataclasses
 import math
 import numbers
 import time
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memnas.evaluators.costs import count_params, flops_per_token, measure_latency, state_bytes
+from memnas.evaluators.costs import known_costs, model_costs
 from memnas.evaluators.mqar import IGNORE_INDEX
-from memnas.evaluators.protocol import (
-    best_of_sweep,
-    check_lr_sweep,
-    check_sweep_metric,
-    sweep_prefix,
-)
+from memnas.evaluators.protocol import (best_of_sweep, check_lr_sweep, check_sweep_metric,
+                                        sweep_prefix)
 from memnas.measurement import Context, Measurement
 
 _TRAIN_STREAM = 1
 _EVAL_STREAM = 2
+CHECKPOINT_FORMAT = "memnas.TrainEvaluator/1"
+"""The ``format`` entry of a `TrainEvaluator` checkpoint (see its class docstring)."""
 
 
 class SequenceTask(Protocol):
@@ -60,6 +58,18 @@ class TrainEvaluator:
     curve (the learning-rate schedule is the full run's, as in ASHA's rungs of one
     training run).
 
+    Checkpoints (memnas's multi-fidelity rungs): the schedule's horizon is
+    ``ctx.budget["max_steps"]`` when given (the top rung's steps), else ``steps``. With
+    ``ctx.checkpoint`` the artifact is ``{"format": CHECKPOINT_FORMAT, "step", "seed",
+    "lr", "model": {name: array}, "optimizer": {index: {"exp_avg", "exp_avg_sq",
+    "step"}}, "rng": uint8 array}``: the model's state, AdamW's per-parameter state
+    (by parameter index) and the CPU random state, arrays and JSON only. With
+    ``ctx.resume`` such a checkpoint, the model and AdamW state are loaded and training
+    continues from its step to ``steps``, on the batches of the checkpoint's seed
+    stream, with the same schedule: 0->50 then 50->100 trains as one 0->100 run
+    (both with ``max_steps=100``). Its costs then hold ``budget_spent``, the steps
+    trained in this trial, and its curve and ``eval_at`` points cover only them.
+
     Learning-rate sweep (the Zoology/MAD protocol): with ``lr_sweep``, the candidate
     is trained once per learning rate in the trial (``lr`` unused), each run from the
     same initialisation and on the same batches (a fresh build under the trial's
@@ -67,7 +77,9 @@ class TrainEvaluator:
     ``eval_at`` ones) and costs are that run's, plus ``best_lr`` and, for the
     ``i``-th rate, ``lr_<i>``, ``accuracy_lr_<i>`` and ``loss_lr_<i>``. Every run's
     curve is kept, its names prefixed by the rate (``lr=0.003/loss``), so a
-    scheduler watching ``loss`` sees none: name a prefixed one.
+    scheduler watching ``loss`` sees none: name a prefixed one. Its checkpoint keeps
+    every run, ``{"sweep": {"<i>": run i's checkpoint}}``, and a resumed sweep continues
+    each run (every rung is then scored by its best run so far, as a sweep from scratch).
 
     Attributes:
       task: The task, e.g. ``MQAR(...)``; the candidate's vocabulary must cover it.
@@ -115,60 +127,93 @@ class TrainEvaluator:
         Args:
           candidate: An object whose ``build()`` returns a module mapping token ids
             ``(B, T)`` to logits ``(B, T, V)`` with ``V >= task.vocab_size``.
-          ctx: Seed, device, budget and curve reporting; defaults to ``Context()``.
+          ctx: Seed, device, budget, checkpoint to resume and curve reporting;
+            defaults to ``Context()``.
 
         Returns:
           metrics ``accuracy`` (held-out answer accuracy) and ``loss`` (held-out
           cross-entropy on answers); costs from `model_costs` (``params``,
-          ``latency_ms``, ``flops_per_token``, ``state_bytes``); the curve.
+          ``latency_ms``, ``flops_per_token``, ``state_bytes``), and ``budget_spent``
+          when resumed; the curve; a checkpoint as artifact when ``ctx.checkpoint``.
 
           With ``lr_sweep``, the best run's, with each run's (class docstring).
 
         Raises:
-          ValueError: if the budget's steps are not a positive integer, or the
-            model's output has the wrong shape.
+          ValueError: if the budget's steps are not a positive integer, its
+            ``max_steps`` is below them, ``ctx.resume`` is not a checkpoint of this
+            architecture at a step up to ``steps``, or the model's output has the
+            wrong shape.
         """
         ctx = ctx if ctx is not None else Context()
         steps = ctx.budget.get("steps", self.steps)
         if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        horizon = ctx.budget.get("max_steps", steps)
+        if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) \
+                or horizon < steps:
+            raise ValueError(f"max_steps must be an integer >= steps={steps}, got {horizon!r}")
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(max(1, int(ctx.num_cpus)))
         try:
             if not self.lr_sweep:
-                return self._run(candidate, ctx, int(steps), self.lr)
-            runs = [self._run(candidate, ctx, int(steps), lr, sweep_prefix(lr))
-                    for lr in self.lr_sweep]
-            return best_of_sweep(self.lr_sweep, runs, self.sweep_metric)
+                return self._run(candidate, ctx, int(steps), int(horizon), self.lr, ctx.resume)
+            parts = [_sweep_part(ctx.resume, i, lr) for i, lr in enumerate(self.lr_sweep)]
+            runs = [self._run(candidate, ctx, int(steps), int(horizon), lr, part, sweep_prefix(lr))
+                    for lr, part in zip(self.lr_sweep, parts)]
+            best = best_of_sweep(self.lr_sweep, runs, self.sweep_metric)
+            if ctx.checkpoint:
+                best.artifact = {"sweep": {str(i): run.artifact for i, run in enumerate(runs)}}
+            return best
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _run(
-        self, candidate: Any, ctx: Context, steps: int, lr: float, prefix: str = ""
-    ) -> Measurement:
+    def costs(self, candidate: Any) -> dict[str, float]:
+        """The costs a trial of ``candidate`` stores that are known before training.
+
+        `known_costs` (``params``, ``flops_per_token``, ``state_bytes``; not the measured
+        ``latency_ms``) of the model built once on the CPU, untrained, counted on the
+        held-out set's first sequence as a trial counts them. Cheap (a build and one
+        forward pass: ~25 ms for the quickstart's models), and torch's global random
+        state is left as it was. FLOPs that depend on the weights (`EpisodicMemory`'s
+        surprise-cut events) are the untrained model's, off the trained one's by a little.
+
+        Raises:
+          ValueError: the candidate's vocabulary is smaller than the task's.
+        """
+        self._check_vocab(candidate)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = candidate.build()
+        return known_costs(candidate, model, self._heldout()[0][:1])
+
+    def _check_vocab(self, candidate: Any) -> None:
         vocab = getattr(candidate, "vocab_size", None)
         if isinstance(vocab, int) and vocab < self.task.vocab_size:
             raise ValueError(
                 f"the candidate's vocab_size={vocab} is smaller than the task's "
                 f"vocab_size={self.task.vocab_size}"
             )
+
+    def _heldout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # A task with a validation split (e.g. `TextCorpus`) gives the held-out set from it.
+        heldout = getattr(self.task, "valid_batch", None) or self.task.batch
+        return heldout(self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0))
+
+    def _run(self, candidate: Any, ctx: Context, steps: int, horizon: int, lr: float,
+             resume: Mapping[str, Any] | None, prefix: str = "") -> Measurement:
+        self._check_vocab(candidate)
         device = torch.device(ctx.device)
-        seed = int(ctx.seed) % 2**63
+        seed = int(ctx.seed if resume is None else _checkpoint_of(resume)["seed"]) % 2**63
         torch.manual_seed(seed)
         model = candidate.build().to(device)
         decay = [p for p in model.parameters() if p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=lr,
-        )
-        warmup = max(1, int(self.warmup_frac * steps))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: _lr_factor(s, warmup, steps)
-        )
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+        start = 0 if resume is None else _load_checkpoint(resume, model, optimizer, steps)
+        warmup = max(1, int(self.warmup_frac * horizon))
+        schedule = torch.optim.lr_scheduler.LambdaLR(  # rungs continue one schedule
+            optimizer, lambda s: _lr_factor(start + s, warmup, horizon))
         curve: list[dict[str, Any]] = []
 
         def report(step: int, **values: float) -> None:
@@ -179,29 +224,25 @@ class TrainEvaluator:
             ctx.report(step, **values)
             curve.extend({"step": step, "name": k, "value": float(v)} for k, v in values.items())
 
-        # A task with a validation split (e.g. `TextCorpus`) gives the held-out set from it.
-        heldout = getattr(self.task, "valid_batch", None) or self.task.batch
-        eval_inputs, eval_targets = heldout(
-            self.eval_examples, _derive_seed(self.eval_seed, _EVAL_STREAM, 0)
-        )
+        eval_inputs, eval_targets = self._heldout()
         eval_inputs, eval_targets = eval_inputs.to(device), eval_targets.to(device)
-        checkpoints = {int(s) for s in self.eval_at if 0 < int(s) < steps}
+        checkpoints = {int(s) for s in self.eval_at if start < int(s) < steps}
         fidelity: dict[str, float] = {}
         fidelity_costs: dict[str, float] = {}
-        train_s, start = 0.0, time.perf_counter()
+        train_s, clock = 0.0, time.perf_counter()
 
         model.train()
         window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
-        for step in range(1, steps + 1):
+        step = start
+        for step in range(start + 1, steps + 1):
             batch_seed = _derive_seed(seed, _TRAIN_STREAM, step)
             inputs, targets = self.task.batch(self.batch_size, batch_seed)
             inputs, targets = inputs.to(device), targets.to(device)
             logits = model(inputs)
-            if step == 1:
+            if step == start + 1:
                 _check_logits(logits, inputs, self.task.vocab_size)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
-            )
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                   ignore_index=IGNORE_INDEX)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip > 0:
@@ -216,60 +257,33 @@ class TrainEvaluator:
             window_steps += 1
             diverged = not math.isfinite(window_loss)
             if step % self.report_every == 0 or step == steps or diverged:
-                report(
-                    step,
-                    loss=window_loss / window_steps,
-                    accuracy=window_correct / max(1, window_total),
-                )
+                report(step, loss=window_loss / window_steps,
+                       accuracy=window_correct / max(1, window_total))
                 window_loss, window_correct, window_total, window_steps = 0.0, 0, 0, 0
             if diverged:
                 break
             if step in checkpoints:
-                train_s += time.perf_counter() - start
+                train_s += time.perf_counter() - clock
                 at_loss, at_accuracy = evaluate(model, eval_inputs, eval_targets)
                 model.train()
                 report(step, eval_loss=at_loss, eval_accuracy=at_accuracy)
                 fidelity.update({f"accuracy_at_{step}": at_accuracy, f"loss_at_{step}": at_loss})
                 fidelity_costs[f"train_s_at_{step}"] = train_s
-                start = time.perf_counter()
+                clock = time.perf_counter()
 
-        train_s += time.perf_counter() - start
+        train_s += time.perf_counter() - clock
         eval_loss, eval_accuracy = evaluate(model, eval_inputs, eval_targets)
         report(step, eval_loss=eval_loss, eval_accuracy=eval_accuracy)
         costs = model_costs(candidate, model, eval_inputs[: self.latency_batch_size])
         if checkpoints:
             fidelity.update({f"accuracy_at_{step}": eval_accuracy, f"loss_at_{step}": eval_loss})
             costs.update(fidelity_costs, **{f"train_s_at_{step}": train_s})
+        if resume is not None:
+            costs["budget_spent"] = float(step - start)
         return Measurement(
-            metrics={"accuracy": eval_accuracy, "loss": eval_loss, **fidelity},
-            costs=costs,
+            metrics={"accuracy": eval_accuracy, "loss": eval_loss, **fidelity}, costs=costs,
             curve=curve,
-        )
-
-
-def model_costs(candidate: Any, model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, float]:
-    """The costs every trained sequence model stores.
-
-    ``params``; ``latency_ms`` (median forward time on ``inputs``);
-    ``flops_per_token`` (one sequence of ``inputs``, torch's flop counter); and
-    ``state_bytes`` (inference memory per sequence at the model's dtype) when
-    the candidate says its state size (memnas's `SequenceModel` does).
-
-    Args:
-      candidate: The spec ``model`` was built from.
-      model: The trained module, on the device of ``inputs``.
-      inputs: A fixed batch of token ids ``(B, T)``.
-    """
-    costs = {
-        "params": float(count_params(model)),
-        "latency_ms": measure_latency(model, inputs),
-        "flops_per_token": flops_per_token(model, inputs[:1]),
-    }
-    first = next(iter(model.parameters()), None)
-    size = state_bytes(candidate, first.element_size() if first is not None else 4)
-    if size is not None:
-        costs["state_bytes"] = size
-    return costs
+            artifact=_checkpoint(model, optimizer, step, seed, lr) if ctx.checkpoint else None)
 
 
 @torch.no_grad()
@@ -303,6 +317,65 @@ def evaluate(
     if total == 0:
         return math.nan, 0.0
     return loss_sum / total, correct / total
+
+
+def _checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, seed: int,
+                lr: float) -> dict[str, Any]:
+    """A run's checkpoint (see `TrainEvaluator`): arrays and JSON, nothing pickled."""
+    state = optimizer.state_dict()["state"]
+    return {"format": CHECKPOINT_FORMAT, "step": int(step), "seed": int(seed), "lr": float(lr),
+            "model": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+            "optimizer": {str(i): {k: torch.as_tensor(v).detach().cpu().numpy()
+                                   for k, v in s.items()} for i, s in state.items()},
+            "rng": torch.get_rng_state().numpy()}
+
+
+def _checkpoint_of(resume: Any) -> Mapping[str, Any]:
+    if not isinstance(resume, Mapping) or resume.get("format") != CHECKPOINT_FORMAT \
+            or not {"step", "seed", "model", "optimizer"} <= set(resume):
+        got = f"keys {sorted(resume)}" if isinstance(resume, Mapping) else type(resume).__name__
+        raise ValueError(f"ctx.resume must be a {CHECKPOINT_FORMAT} checkpoint (what a "
+                         f"TrainEvaluator returns with ctx.checkpoint), got {got:.200}")
+    return resume
+
+
+def _sweep_part(resume: Any, index: int, lr: float) -> Mapping[str, Any] | None:
+    if resume is None:
+        return None
+    runs = resume.get("sweep") if isinstance(resume, Mapping) else None
+    part = runs.get(str(index)) if isinstance(runs, Mapping) else None
+    if part is None or _checkpoint_of(part).get("lr") != lr:
+        got = part.get("lr") if isinstance(part, Mapping) else "none"
+        raise ValueError(f"ctx.resume must hold a checkpoint of run {index} (lr={lr!r}) of this "
+                         f"learning-rate sweep, got {got!r:.100}")
+    return part
+
+
+def _load_checkpoint(resume: Mapping[str, Any], model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, steps: int) -> int:
+    """Loads a checkpoint into ``model`` and ``optimizer``; returns its step."""
+    ckpt = _checkpoint_of(resume)
+    start = int(ckpt["step"])
+    if not 0 <= start <= steps:
+        raise ValueError(f"ctx.resume is a checkpoint at step {start}, not in [0, steps={steps}]")
+    own, theirs = model.state_dict(), ckpt["model"]
+    odd = sorted(set(own) ^ set(theirs))
+    if odd:
+        raise ValueError(f"ctx.resume is a checkpoint of another architecture: parameter(s) "
+                         f"{odd[:3]} are in one model only")
+    for name, tensor in own.items():
+        if tuple(np.shape(theirs[name])) != tuple(tensor.shape):
+            raise ValueError(f"ctx.resume is a checkpoint of another architecture: {name!r} has "
+                             f"shape {tuple(np.shape(theirs[name]))} there, "
+                             f"{tuple(tensor.shape)} here")
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in theirs.items()})
+    saved = optimizer.state_dict()  # this run's groups, the checkpoint's per-parameter state
+    saved["state"] = {int(i): {k: torch.from_numpy(np.array(v)) for k, v in s.items()}
+                      for i, s in ckpt["optimizer"].items()}
+    optimizer.load_state_dict(saved)
+    if ckpt.get("rng") is not None:
+        torch.set_rng_state(torch.from_numpy(np.array(ckpt["rng"], dtype=np.uint8)))
+    return start
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:

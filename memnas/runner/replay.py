@@ -8,6 +8,10 @@ where the stopped run left it: it goes on as an uninterrupted run would, and tri
 that were running when the run stopped have been proposed (they are rerun as
 themselves) and are never proposed again.
 
+Warm starts come first: the results of earlier experiments on the same space
+(`warm_history`, the same trials at every resume) are fed to the algorithm before the
+replay (`warm_start`).
+
 PyGlove's ``recover(history)`` is the fallback where the calls cannot be replayed: an
 algorithm that proposes something else on replay (unseeded, or not deterministic),
 or a store written before feedback was recorded.
@@ -20,10 +24,11 @@ from typing import Any, Callable, Mapping, Sequence
 import pyglove as pg
 
 from memnas.algorithms.base import AlgorithmHooks
-from memnas.records import FED_BACK
+from memnas.errors import ConfigError
+from memnas.records import FED_BACK, WITH_RESULT, values_of
 from memnas.runner._records import dna_from_json
 
-__all__ = ["recover", "replay_calls"]
+__all__ = ["recover", "replay_calls", "warm_history", "warm_start"]
 
 
 def replay_calls(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
@@ -103,3 +108,47 @@ def recover(algorithm: pg.geno.DNAGenerator, hooks: AlgorithmHooks,
     if history:
         algorithm.recover(history)
     return len(trials) + sum(t["status"] in FED_BACK for t in trials)
+
+
+def warm_history(store: Any, exp: Any, exp_id: int, spec: pg.DNASpec,
+                 reward: Callable[[Mapping[str, Any]], Any]) -> list[tuple[pg.DNA, Any]]:
+    """The warm-start trials of ``exp`` as ``(dna, reward)``.
+
+    At the first run they are the finished trials with every objective of its
+    ``warm_start`` experiments, and their ids are recorded in the experiment's config;
+    every later run feeds exactly those (an earlier experiment continued meanwhile
+    changes nothing), so the replay after them is exact.
+
+    Raises:
+      ConfigError: a warm-start experiment is no longer in the store.
+    """
+    if not exp.warm_start:
+        return []
+    config = dict(store.experiment(exp.name)["config"] or {})
+    ids = config.get("warm_start_trials")
+    rows: list[dict[str, Any]] = []
+    for name in exp.warm_start:
+        row = store.experiment(name)
+        if row is None:
+            raise ConfigError(f"warm_start experiment {name!r} is not in {store.shown_url!r}")
+        rows.extend(store.trials(row["id"], [s.value for s in WITH_RESULT]))
+    if ids is None:
+        rows = [t for t in rows if all(k in values_of(t) for k in exp.objectives)]
+        config["warm_start_trials"] = [t["id"] for t in rows]
+        store.update_experiment(exp_id, config=config)
+    else:
+        by_id = {t["id"]: t for t in rows}
+        rows = [by_id[i] for i in ids if i in by_id]
+    return [(dna_from_json(t["dna"], spec), reward(t)) for t in rows]
+
+
+def warm_start(algorithm: pg.geno.DNAGenerator, history: Sequence[tuple[pg.DNA, Any]]) -> None:
+    """Feeds warm-start results to ``algorithm`` before its first proposal: its
+    `AlgorithmHooks.warm_start`, else PyGlove's ``recover`` (which PyGlove allows for
+    "trials from a previous study")."""
+    if not history:
+        return
+    if isinstance(algorithm, AlgorithmHooks):
+        algorithm.warm_start(list(history))
+    else:
+        algorithm.recover(list(history))

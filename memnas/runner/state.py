@@ -19,24 +19,27 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pyglove as pg
 
-from memnas.algorithms.base import AlgorithmHooks, hooks_of
+from memnas.algorithms.base import hooks_of
 from memnas.constraints import penalty, violation
 from memnas.errors import ConfigError
-from memnas.hashing import EquivalenceCache, symbolic_hash
+from memnas.hashing import EquivalenceCache
 from memnas.measurement import Context, costs_before_training
 from memnas.records import (FED_BACK, FINISHED, WITH_RESULT, ExperimentStatus, Outcome,
                             TrialStatus, timed_out_reason, values_of)
 from memnas.runner._decode import Decoder
-from memnas.runner._records import dna_from_json, reward_of, trial_seed
+from memnas.runner._drafting import Drafting
+from memnas.runner._records import reward_of
 from memnas.runner.claim import claim, driver_id, hold
-from memnas.runner.contract import (Draft, Pending, RunnableExperiment, budget_key,
-                                    new_trial_row)
+from memnas.runner.contract import Pending, RunnableExperiment
 from memnas.runner.progress import Progress, Tally
-from memnas.runner.replay import recover, replay_calls
+from memnas.runner.replay import recover, replay_calls, warm_history, warm_start
 from memnas.store import Store, utcnow
 
-class SearchState:
+class SearchState(Drafting):
     """Owns the algorithm and the experiment's rows; the only writer of its trials.
+
+    Which trial comes next (new proposals, drafted, checked and stored; trials run
+    again) is `memnas.runner._drafting.Drafting`'s part of this class.
 
     Constructing one claims the experiment (`memnas.runner.claim.claim`; ConfigError if
     another driver runs it).
@@ -130,14 +133,14 @@ class SearchState:
             else:  # pending or running when the last driver stopped: run it again
                 self._queue.append(t)
         order = self.store.feedback_order(self.exp_id)
-        warm = self._warm_history()
-        self._warm(warm)
+        warm = warm_history(self.store, self.exp, self.exp_id, self.spec, self._stored_reward)
+        warm_start(self.algorithm, warm)
         proposed: dict[int, pg.DNA] = {}
         calls = replay_calls(self.algorithm, self.hooks, trials, order, self._stored_reward,
                              self._output_artifact, proposed)
         if calls is None:  # cannot be replayed: PyGlove's recover on a fresh algorithm
             self._new_algorithm()
-            self._warm(warm)
+            warm_start(self.algorithm, warm)
             proposed.clear()
             calls = recover(self.algorithm, self.hooks, trials, self.spec, self._stored_reward,
                             self._output_artifact, proposed)
@@ -147,39 +150,6 @@ class SearchState:
             self._remember(trial_id, dna)
         self.heartbeat()  # `hold` claimed it; a long replay must not look like a dead driver
         self.tally.show()
-
-    def _warm_history(self) -> list[tuple[pg.DNA, Any]]:
-        """The warm-start trials as ``(dna, reward)``: those recorded at the first run (so
-        every resume feeds the same ones), or, at the first run, the finished trials
-        with a result of the ``warm_start`` experiments, recorded now."""
-        if not self.exp.warm_start:
-            return []
-        config = dict(self.store.experiment(self.exp.name)["config"] or {})
-        ids = config.get("warm_start_trials")
-        rows = []
-        for name in self.exp.warm_start:
-            row = self.store.experiment(name)
-            if row is None:
-                raise ConfigError(f"warm_start experiment {name!r} is not in "
-                                  f"{self.store.shown_url!r}")
-            rows.extend(self.store.trials(row["id"], [s.value for s in WITH_RESULT]))
-        if ids is None:
-            rows = [t for t in rows if all(k in values_of(t) for k in self.exp.objectives)]
-            config["warm_start_trials"] = [t["id"] for t in rows]
-            self.store.update_experiment(self.exp_id, config=config)
-        else:
-            by_id = {t["id"]: t for t in rows}
-            rows = [by_id[i] for i in ids if i in by_id]
-        return [(dna_from_json(t["dna"], self.spec), self._stored_reward(t)) for t in rows]
-
-    def _warm(self, history: list[tuple[pg.DNA, Any]]) -> None:
-        """Feeds warm-start results to the algorithm before its first proposal."""
-        if not history:
-            return
-        if isinstance(self.algorithm, AlgorithmHooks):
-            self.algorithm.warm_start(history)
-        else:
-            self.algorithm.recover(history)
 
     def remember_run(self, **settings: Any) -> None:
         """Stores this run's settings (max_trials, workers, ...) for `memnas resume`."""
@@ -203,171 +173,6 @@ class SearchState:
             fields["config"] = config
         self.store.update_experiment(self.exp_id, status=ExperimentStatus(status).value,
                                      heartbeat_at=None, **fields)
-
-    # -- which trial next ---------------------------------------------------------------
-    @property
-    def finished(self) -> int:
-        """Trials of the experiment that are finished (completed, failed or cached)."""
-        return self.tally.finished
-
-    @property
-    def trials_left(self) -> int:
-        """Trials still to launch: wanted less finished, in flight and waiting for a twin;
-        none once ``max_cost`` is spent or promised to trials in flight."""
-        if self.max_cost is not None and self.cost_committed >= self.max_cost:
-            return 0
-        return self.max_trials - self.finished - len(self.in_flight) - self.num_waiting
-
-    @property
-    def cost_committed(self) -> float:
-        """Budget spent by finished trials plus that expected of the trials in flight."""
-        return self.tally.spent + sum(p.rung.cost for p in self.in_flight.values() if p.rung)
-
-    def next_trial(self) -> Pending | None:
-        """The next trial to launch, now counted in flight; None when there is none now.
-
-        A trial left unfinished (by a previous driver or a dead worker) comes first,
-        then a new proposal; proposals the equivalence cache answers are stored on the
-        way. None when ``max_trials`` are finished, in flight or waiting, or when the
-        algorithm is exhausted (or waits for a trial in flight: ask again later).
-        """
-        found = self.next_trials(1)
-        return found[0] if found else None
-
-    def next_trials(self, k: int) -> list[Pending]:
-        """Up to ``k`` trials to launch, as `next_trial` picks them, now counted in flight.
-
-        New proposals are drafted together: the equivalence cache looks them up in one
-        query and they are stored in one transaction (a driver running batches of
-        millisecond trials spends most of its time on these round trips otherwise).
-        """
-        out: list[Pending] = []
-        while len(out) < k and self.trials_left > 0:
-            if self._queue:
-                pending = self._requeue(self._queue.pop(0))
-                if pending is not None:         # else out of attempts: stored as failed
-                    self.in_flight[pending.id] = pending
-                    out.append(pending)
-                continue
-            if self._exhausted:
-                break
-            drafts, stopped = self._draft(min(k - len(out), self.trials_left))
-            if drafts:
-                out.extend(self._store_drafts(drafts))
-            if stopped:  # exhausted, unless it waits for a trial in flight (ask again later)
-                self._exhausted = not (self.in_flight and self.hooks.waiting)
-                break
-        return out
-
-    def _draft(self, n: int) -> tuple[list[Draft], bool]:
-        """Up to ``n`` proposals, decoded and hashed, not yet stored, and whether the
-        algorithm raised StopIteration. An algorithm with an input artifact for a
-        proposal gets it stored before it proposes again."""
-        drafts: list[Draft] = []
-        while len(drafts) < n:
-            try:
-                dna = self.algorithm.propose()
-            except StopIteration:
-                return drafts, True
-            self._calls += 1
-            candidate = self.decoder(dna)
-            draft = Draft(dna, candidate, symbolic_hash(candidate), self.hooks.artifact_for(dna))
-            draft.rung = self.hooks.rung_of(dna)
-            draft.budget = {**self.exp.budget, **(draft.rung.budget if draft.rung else {})}
-            if self.exp.constraints and draft.payload is None:
-                draft.costs = self.cheap_costs(dna)
-                draft.violation = violation(draft.costs, self.exp.constraints)
-            drafts.append(draft)
-            if draft.payload is not None:
-                break
-        return drafts, False
-
-    def _store_drafts(self, drafts: list[Draft]) -> list[Pending]:
-        """Stores drafts in one transaction; returns those to launch (in flight now).
-
-        A draft the equivalence cache knows is finished at once (a hit) or attached to
-        its running twin, which may be an earlier draft of the same lot; one with an
-        input artifact bypasses the cache.
-        """
-        plain = [d for d in drafts if d.payload is None and not d.violation]
-        found = iter(self.cache.lookup_many([(d.candidate, d.sym, budget_key(d.budget))
-                                             for d in plain]) if self.cache else [])
-        rows, kinds = [], []
-        now = utcnow()
-        for d in drafts:
-            if d.violation:
-                kind, twin, fn = "infeasible", None, None
-            elif self.cache and d.payload is None:
-                kind, twin, fn = next(found)
-            else:
-                kind, twin, fn = "miss", None, None
-            parent = self._trial_of.get(id(d.rung.continues)) \
-                if d.rung and d.rung.continues is not None else None
-            rows.append(new_trial_row(d, self.decoder.decisions(d.dna), kind, fn, now, parent))
-            kinds.append((kind, twin))
-        base = self.exp.seed
-
-        def derive(i: int, number: int, ids: list[int]) -> dict[str, Any]:
-            kind, twin = kinds[i]
-            extra = {"seed": trial_seed(base, number)}
-            if kind == "attach":  # a twin in flight, or an earlier draft of this lot
-                extra["cached_from"] = ids[twin] if isinstance(twin, int) else twin.id
-            return extra
-
-        stored = self.store.add_trials(self.exp_id, rows, derive=derive,
-                                       input_artifact=drafts[-1].payload)
-        pendings = []
-        for d, fields, (trial_id, number, extra) in zip(drafts, rows, stored):
-            pendings.append(Pending({**fields, **extra, "id": trial_id, "number": number},
-                                    d.dna, d.candidate, artifact=d.payload,
-                                    marked_running=fields["status"] == TrialStatus.RUNNING,
-                                    rung=d.rung))
-            self._remember(trial_id, d.dna)
-        launch, hits = [], []
-        for p, d, (kind, twin) in zip(pendings, drafts, kinds):
-            if kind == "infeasible":  # stored finished; told to the algorithm in order
-                p.launch = False
-                hits.append((p, Outcome(TrialStatus.INFEASIBLE, costs=dict(d.costs or {}),
-                                        error=p.trial.get("error"))))
-            elif kind == "hit":
-                p.launch = False
-                hits.append((p, EquivalenceCache.hit_outcome(twin)))
-            elif kind == "attach":
-                p.launch = False
-                self.cache.attach(pendings[twin] if isinstance(twin, int) else twin, p)
-            else:
-                if self.cache and p.artifact is None:
-                    self.cache.launched(p)
-                self.in_flight[p.id] = p
-                launch.append(p)
-        self.finish_many(hits)
-        return launch
-
-    def _requeue(self, trial: dict[str, Any]) -> Pending | None:
-        """A stored trial made ready to run again, or None if it used up its attempts."""
-        if trial["attempt"] >= self.exp.max_attempts:
-            self.finish(trial, Outcome.failed(
-                f"gave up after {trial['attempt']} attempts: "
-                f"{trial.get('error') or 'its run was interrupted'}"))
-            return None
-        trial = {**trial, "attempt": trial["attempt"] + 1, "cached_from": None, "cache_kind": None}
-        self.store.clear_curve(trial["id"])
-        self.store.update_trial(trial["id"], cached_from=None, cache_kind=None)
-        dna = self._dna_of.get(trial["id"])
-        if dna is None:
-            dna = dna_from_json(trial["dna"], self.spec)
-            self._remember(trial["id"], dna)
-        pending = Pending(trial, dna, self.decoder(dna),
-                          artifact=self.store.load_artifact(trial["id"], "input"),
-                          rung=self.hooks.rung_of(dna))
-        if self.cache and pending.artifact is None:
-            self.cache.launched(pending)
-        return pending
-
-    @property
-    def num_waiting(self) -> int:
-        """Trials waiting for a running twin's result."""
-        return self.cache.num_waiting if self.cache else 0
 
     # -- a trial's run ------------------------------------------------------------------
     def context(self, pending: Pending) -> Context:

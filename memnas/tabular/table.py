@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import pyglove as pg
 
@@ -203,6 +203,15 @@ class TabularEvaluator:
     (default: the full run) and ``simulated_time`` is the training time of that
     budget, so multi-fidelity algorithms can be compared by compute spent.
 
+    Multi-fidelity: with ``ctx.checkpoint`` the artifact is ``{"steps": b}``, the budget
+    answered (the table's training steps when no budget is given). With ``ctx.resume``
+    such an artifact (a lower rung of the same candidate), ``simulated_time`` stays the
+    training time at ``b`` and the costs ``budget_spent = b - parent's b`` and
+    ``simulated_time_spent = time(b) - time(parent's b)`` (both on the learning curve
+    of the seed answered) say what continuing cost; from scratch they are ``b`` and
+    ``simulated_time``. ``costs(candidate)`` gives the row's ``params``,
+    ``state_bytes`` and ``flops_per_token`` (where present) before any lookup of results.
+
     Attributes:
       path: The table file; None: the shipped table.
       seed_mode: ``"mean"``: metrics averaged over the table's seeds (deterministic);
@@ -250,7 +259,8 @@ class TabularEvaluator:
         """Looks ``candidate`` up in the table.
 
         Raises:
-          ConfigError: one line naming the candidate when it is not in the table.
+          ConfigError: one line naming the candidate when it is not in the table, or a
+            ``ctx.resume`` that is not a lower budget of the table's.
         """
         ctx = ctx if ctx is not None else Context()
         table = self.table()
@@ -260,7 +270,41 @@ class TabularEvaluator:
             seeds = sorted(int(s) for s in table.rows[key]["seeds"])
             seed = seeds[int(ctx.seed) % len(seeds)]
         budget = ctx.budget.get("steps") if table.budgets else None
-        return self.lookup(key, seed, budget)
+        m = self.lookup(key, seed, budget)
+        steps = budget if budget is not None else table.metadata.get("training", {}).get("steps")
+        parent = _parent_steps(ctx.resume, table, steps)
+        spent = m.costs["simulated_time"]
+        if parent:
+            spent -= table._value(key, "train_time_s", seed, parent)
+        m.costs["simulated_time_spent"] = spent
+        if steps is not None:
+            m.costs["budget_spent"] = float(int(steps) - (parent or 0))
+            m.artifact = {"steps": int(steps)} if ctx.checkpoint else None
+        return m
+
+    def costs(self, candidate: Any) -> dict[str, float]:
+        """The costs a lookup stores that are known before it: the row's ``params``,
+        ``state_bytes`` and ``flops_per_token`` (where the table has them).
+
+        Raises:
+          ConfigError: one line naming the candidate when it is not in the table.
+        """
+        table = self.table()
+        row = table.rows[table.key_of(candidate)]
+        return {c: float(row[c]) for c in ("params", "state_bytes", "flops_per_token") if c in row}
+
+
+def _parent_steps(resume: Any, table: Table, steps: Any) -> int | None:
+    """The budget of the rung ``resume`` (``{"steps": b}``) continues, checked; None: none."""
+    if resume is None:
+        return None
+    parent = resume.get("steps") if isinstance(resume, Mapping) else None
+    if not table.budgets or isinstance(parent, bool) or not isinstance(parent, int) \
+            or parent not in table.budgets or steps is None or parent > int(steps):
+        raise ConfigError(f"ctx.resume must be {{'steps': b}} with b one of the table's budgets "
+                          f"{table.budgets or '(none: a v1 table)'} up to steps={steps!r}, "
+                          f"got {resume!r:.100}")
+    return parent
 
 
 def _describe(candidate: Any) -> str:

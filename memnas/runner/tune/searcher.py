@@ -13,7 +13,7 @@ from memnas.records import Outcome, TrialStatus
 from memnas.runner.contract import Pending
 from memnas.runner.state import SearchState
 from memnas.runner.tune.trainable import (DONE, KEY, NODE, STOPPED_EARLY, TrialSpec,
-                                          curve_points, known_costs, outcome_of)
+                                          curve_points, known_costs_of, outcome_of)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class _Live:
 
     def add(self, result: dict[str, Any]) -> set[str]:
         """Keeps a forwarded report's curve points (and costs); returns the points' names."""
-        costs = known_costs(result)
+        costs = known_costs_of(result)
         if costs is not None:
             self.costs = costs
         points = curve_points(result)

@@ -22,6 +22,8 @@ from memnas.records import Outcome
 from memnas.runner._trial import node_name, run_trial
 from memnas.store import artifacts
 
+log = logging.getLogger(__name__)
+
 KEY = "memnas"                   # the trial's entry in Tune's config
 STEP = "memnas_step"             # the evaluator's step of a forwarded report
 POINTS = "memnas_points"         # the report's curve points, as JSON
@@ -51,9 +53,6 @@ class TrialSpec:
 
     def __repr__(self) -> str:
         return f"trial{self.number}"
-
-
-log = logging.getLogger(__name__)
 
 
 class _TuneContext(Context):
@@ -114,7 +113,7 @@ def outcome_of(result: dict[str, Any]) -> Outcome:
                              else artifacts.decode(base64.b64decode(artifact)))
 
 
-def known_costs(result: dict[str, Any]) -> dict[str, float] | None:
+def known_costs_of(result: dict[str, Any]) -> dict[str, float] | None:
     """The costs known before training a forwarded report carries (the first one), or None."""
     return {k: float(v) for k, v in json.loads(result[COSTS]).items()} if COSTS in result \
         else None
