@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import memnas
 import toyspace
 from memnas import Measurement
@@ -36,3 +38,19 @@ def experiment(url: str, name: str, algorithm: str = "asha", **kw) -> memnas.Exp
     return memnas.Experiment(name=name, space=toyspace.point_space(), evaluator=kw.pop(
         "evaluator", evaluate), algorithm=algorithm, algorithm_options=options, seed=3,
         store=url, objectives=kw.pop("objectives", {"accuracy": "max"}), **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class CostedToy:
+    """`toyspace.evaluate` with a ``costs(candidate)`` hook (params known before training);
+    counts its evaluations in ``EVALUATED``."""
+
+    def costs(self, p):
+        return {"params": float(10 * p.y)}
+
+    def __call__(self, p, ctx):
+        EVALUATED.append((p.x, p.y, p.kind))
+        return toyspace.evaluate(p, ctx)
+
+
+EVALUATED: list[tuple] = []

@@ -148,6 +148,14 @@ def warm_start(algorithm: pg.geno.DNAGenerator, history: Sequence[tuple[pg.DNA, 
     "trials from a previous study")."""
     if not history:
         return
+    if isinstance(algorithm, pg.evolution.Evolution):
+        # PyGlove's evolution recovers from its own DNA metadata: earlier experiments'
+        # trials join as an initial population of generation 0.
+        from pyglove.ext.evolution import base as _evo
+
+        for dna, _ in history:
+            dna.set_metadata(_evo.DNA_METADATA_INITIAL_POPULATION, True)
+            dna.set_metadata(_evo.DNA_METADATA_GENERATION_ID, 0)
     if isinstance(algorithm, AlgorithmHooks):
         algorithm.warm_start(list(history))
     else:
