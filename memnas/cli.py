@@ -350,6 +350,7 @@ def _print_summary(result: Any) -> None:
                 f"{', '.join(f'#{n}' for n in twins)})" if twins else ""
             click.echo(f"    #{row['number']:<4} {vals}{also}  {row['summary']}")
     _print_supernets(df, objectives)
+    _print_rungs_and_constraints(result, df)
     failed = df[df["status"] == "failed"] if not df.empty else df
     for _, row in failed.head(3).iterrows():
         last = (row["error"] if isinstance(row["error"], str) else "").strip().splitlines()
@@ -366,6 +367,23 @@ def _print_supernets(df: Any, objectives: dict[str, str]) -> None:
     for _, row in runs.iterrows():
         vals = "  ".join(f"{k}={_value(row[k])}" for k in objectives if k in row and row[k] == row[k])
         click.echo(f"    #{row['number']:<4} {row['status']}  {vals}  {row['summary']}")
+
+
+def _print_rungs_and_constraints(result: Any, df: Any) -> None:
+    """A multi-fidelity experiment's rungs and budget spent; trials that broke constraints."""
+    from memnas.store.rungs import VIOLATION
+
+    rungs = result.rungs()
+    if rungs:
+        unit = rungs["unit"] or "budget"
+        per = ", ".join(f"{n} at {_value(b) if isinstance(b, float) else b}"
+                        for b, n in rungs["trials"].items())
+        click.echo(f"  rungs ({unit}): {per}; {_value(rungs['spent'])} {unit} spent in all")
+    infeasible = int((df["status"] == "infeasible").sum()) if len(df) else 0
+    broke = int((df[VIOLATION].fillna(0) > 0).sum()) if VIOLATION in df else 0
+    if infeasible or broke:
+        click.echo(f"  constraints broken (never best, not on the front): {infeasible} "
+                   f"infeasible (before training), {broke} after training")
 
 
 def _value(x: float) -> str:

@@ -14,13 +14,11 @@ import streamlit as st
 
 from memnas.dashboard import _ui, analysis, data, plots
 from memnas.records import WITH_RESULT
-from memnas.store.decisions import decision_column
 from memnas.store.liveness import shown_status
-from memnas.store.reader import LEAN_COLUMNS, TAIL_COLUMNS
+from memnas.dashboard._trials_table import trials_section as _trials_section
 
 MAX_SCATTER = 4000
 """Points drawn in a Pareto scatter: the whole front plus a sample of dominated trials."""
-PAGE_SIZES = (25, 50, 100, 500)
 BOX_ROWS = 20000
 """Trials whose decisions feed the box plots (every k-th trial beyond that)."""
 PARALLEL_ROWS = 3000
@@ -132,12 +130,14 @@ def warm(url: str, exp: dict[str, Any]) -> None:
 
 def _counts_row(counts: data.Counts, best: dict[str, Any], objectives: dict[str, str],
                 cache: dict[str, float] | None) -> None:
-    cols = st.columns(7)
     rate = analysis.cache_rate(cache) if cache else None
-    for col, (label, value) in zip(cols, [
-            ("trials", counts.total), ("completed", counts.completed), ("cached", counts.cached),
-            ("failed", counts.failed), ("running", counts.running), ("pending", counts.pending),
-            ("cache hit rate", "–" if rate is None else f"{100 * rate:.0f}%")]):
+    shown = [("trials", counts.total), ("completed", counts.completed), ("cached", counts.cached),
+             ("failed", counts.failed), ("running", counts.running), ("pending", counts.pending),
+             ("cache hit rate", "–" if rate is None else f"{100 * rate:.0f}%")]
+    if counts.infeasible:  # a constrained experiment: trials never trained
+        shown.insert(4, ("infeasible", counts.infeasible))
+    cols = st.columns(len(shown))
+    for col, (label, value) in zip(cols, shown):
         col.metric(label, f"{value:,}" if isinstance(value, int) else value)
     if not objectives:
         return
@@ -148,10 +148,17 @@ def _counts_row(counts: data.Counts, best: dict[str, Any], objectives: dict[str,
         col.metric(f"best {obj} ({direction})", "–" if value is None else f"{value:.4g}")
 
 
-def _over(exp_id: int) -> str:
-    choice = st.radio("x axis", ["trial number", "time"], horizontal=True,
-                      key=f"memnas_over_{exp_id}", label_visibility="collapsed")
-    return "number" if choice == "trial number" else "finished_at"
+OVER_CHOICES = {"budget spent": "spent", "trial number": "number", "time": "finished_at"}
+"""The x axes of the curves over the search (budget spent: multi-fidelity experiments only)."""
+
+
+def _over(exp_id: int, df: Any) -> str:
+    """The chosen x axis of the curves: a multi-fidelity experiment's start at the budget
+    its trials spent (rungs cost unequal budgets), the others' at the trial number."""
+    choices = list(OVER_CHOICES)[0 if data.has_budgets(df) else 1:]
+    choice = st.radio("x axis", choices, horizontal=True, key=f"memnas_over_{exp_id}",
+                      label_visibility="collapsed")
+    return OVER_CHOICES.get(choice, "number")
 
 
 def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int,
@@ -168,8 +175,14 @@ def _best_so_far_section(df: Any, objectives: dict[str, str], exp_id: int,
             if series.empty:
                 st.info(f"No finished trial reported {obj!r} yet.")
             else:
-                st.plotly_chart(plots.plot_best_so_far(series, obj, direction, over=over),
+                unit = df.attrs.get("budget_unit")
+                st.plotly_chart(plots.plot_best_so_far(series, obj, direction, over=over,
+                                                       unit=unit),
                                 key=f"memnas_best_{obj}", width="stretch")
+    if data.has_budgets(df):
+        st.caption("Trials are coloured by their budget: a low rung's value is not a "
+                   "full training's. Infeasible trials and trials that broke a constraint "
+                   "are never the best.")
 
 
 def _pareto_section(df: Any, objectives: dict[str, str], exp_id: int, name: str,
@@ -252,17 +265,18 @@ def _analyses(df: Any, objectives: dict[str, str], exp_id: int, url: str,
               axes: tuple[str, str, dict[str, str]] | None) -> None:
     # Without a Pareto front (one objective) the best-so-far curve is the page's chart.
     chosen = shown_analyses([] if len(objectives) >= 2 else ["best"])
-    over = _over(exp_id) if {"best", "hypervolume"} & set(chosen) else "number"
+    over = _over(exp_id, df) if {"best", "hypervolume"} & set(chosen) else "number"
     if "best" in chosen:
         _best_so_far_section(df, objectives, exp_id, url, over)
     if "hypervolume" in chosen:
-        _hypervolume_section(objectives, exp_id, url, axes, over)
+        _hypervolume_section(objectives, exp_id, url, axes, over, df.attrs.get("budget_unit"))
     if "decisions" in chosen:
         _decisions_section(df, objectives, exp_id, url)
 
 
 def _hypervolume_section(objectives: dict[str, str], exp_id: int, url: str,
-                         axes: tuple[str, str, dict[str, str]] | None, over: str) -> None:
+                         axes: tuple[str, str, dict[str, str]] | None, over: str,
+                         unit: str | None = None) -> None:
     st.subheader("Hypervolume over time")
     if axes is None:
         st.info("Hypervolume needs a Pareto front of two different values.")
@@ -272,7 +286,7 @@ def _hypervolume_section(objectives: dict[str, str], exp_id: int, url: str,
     if not len(hv):
         st.info(f"No finished trial has both {x!r} and {y!r}.")
         return
-    st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=over),
+    st.plotly_chart(plots.plot_hypervolume(hv, x, y, over=over, unit=unit),
                     key="memnas_hypervolume", width="stretch")
     ref = hv.attrs["reference"]
     st.caption(f"Of the Pareto front's axes. Reference point ({x}, {y}) = "
@@ -333,57 +347,3 @@ def _decisions_section(df: Any, objectives: dict[str, str], exp_id: int, url: st
     if len(frame):
         right.plotly_chart(plots.plot_parallel(frame, value, shown),
                            key="memnas_parcoords", width="stretch")
-
-
-def _trials_section(df: Any, exp_id: int, name: str, url: str) -> None:
-    st.subheader("Trials")
-    if df.empty:
-        st.info("No trials yet.")
-        return
-    c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 1, 1])
-    statuses = c1.multiselect("Status", sorted(df["status"].unique()),
-                              key=f"memnas_tr_status_{exp_id}")
-    text = c2.text_input("Summary contains", key=f"memnas_tr_text_{exp_id}")
-    sortable = [c for c in df.columns if c not in ("summary", "error", "node", *LEAN_COLUMNS)]
-    sort_by = c3.selectbox("Sort by", sortable, key=f"memnas_tr_sort_{exp_id}")
-    descending = c4.toggle("Desc.", key=f"memnas_tr_desc_{exp_id}")
-    size = c5.selectbox("Rows", PAGE_SIZES, index=1, key=f"memnas_tr_size_{exp_id}")
-    rows = analysis.filter_trials(df, statuses, text, sort_by, descending)
-    pages = max(1, -(-len(rows) // size))
-    page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
-                           step=1, key=f"memnas_tr_page_{exp_id}")
-    part = analysis.page_of(rows, int(page), size)
-    shown = _with_decisions(part.rows, url, exp_id).drop(columns=list(LEAN_COLUMNS),
-                                                          errors="ignore")
-    event = st.dataframe(
-        shown, hide_index=True, width="stretch", key="memnas_trials_table",
-        on_select="rerun", selection_mode="single-row",
-        column_config={
-            "number": st.column_config.NumberColumn("#", pinned=True),
-            "summary": st.column_config.TextColumn("summary", width="large"),
-            "wall_time": st.column_config.NumberColumn("wall time (s)", format="%.2f"),
-            "started_at": st.column_config.DatetimeColumn("started (UTC)"),
-            "finished_at": st.column_config.DatetimeColumn("finished (UTC)"),
-            "error": st.column_config.TextColumn("error", width="medium"),
-        })
-    st.caption(f"{part.total} of {len(df)} trials match; page {part.page} of {part.pages}. "
-               "Select a row to open the trial.")
-    selected = event.selection.rows if event is not None else []
-    if selected:
-        number = int(shown.iloc[selected[0]]["number"])
-        st.page_link(_ui.TRIAL_PAGE, label=f"Open trial {number}",
-                     icon=":material/account_tree:",
-                     query_params={_ui.QUERY_PARAM: name, _ui.TRIAL_PARAM: str(number)})
-
-
-def _with_decisions(rows: Any, url: str, exp_id: int) -> Any:
-    """A page of the trials table with one column per decision, before the tail columns."""
-    ok, decisions = _ui.guarded(_ui.load_page_decisions, url, exp_id,
-                                [int(i) for i in rows["id"]])
-    if not ok or decisions is None or decisions.shape[1] <= 1:
-        return rows
-    names = {k: decision_column(k, rows.columns) for k in decisions.columns[1:]}
-    decisions = decisions.rename(columns=names)
-    head = [c for c in rows.columns if c not in TAIL_COLUMNS and c not in LEAN_COLUMNS]
-    merged = rows.merge(decisions, on="number", how="left")
-    return merged[[*head, *names.values(), *[c for c in rows.columns if c not in head]]]

@@ -8,6 +8,7 @@ import streamlit as st
 
 from memnas.dashboard import _ui, architecture, data, plots
 from memnas.dashboard._page_experiment import current_experiment
+from memnas.store.rungs import VIOLATION, budget_value
 
 
 def trial_page() -> None:
@@ -53,6 +54,9 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
         return
     parts = [f"status **{t['status']}**", f"attempt {t.get('attempt')}",
              f"seed {t.get('seed')}"]
+    if t.get("budget"):
+        parts.append(f"budget **{_budget(budget_value(t['budget']))}** "
+                     f"(`{_budget(t['budget'])}`)")
     if t.get("wall_time") is not None:
         parts.append(f"wall time {t['wall_time']:.2f} s")
     if t.get("node"):
@@ -62,9 +66,20 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
     if t.get("summary"):
         st.code(t["summary"], language=None, wrap_lines=True)
     _cached_from(url, t)
-    if t.get("error"):
+    _promotions(exp["name"], t)
+    if t.get("status") == "infeasible":
+        reason = str(t.get("error") or "it broke the constraints").removeprefix("infeasible: ")
+        st.warning(f"**Infeasible**, never trained: {reason}. Its costs known before "
+                   "training are below; it is never a best trial nor on a Pareto front.",
+                   icon=":material/block:")
+    elif t.get("error"):
         st.subheader("Error")
         st.code(t["error"], language="python")
+    broke = (t.get("costs") or {}).get(VIOLATION)
+    if isinstance(broke, (int, float)) and broke > 0:
+        st.warning(f"Broke the experiment's constraints after training (relative excess "
+                   f"{broke:.4g}): never a best trial nor on a Pareto front.",
+                   icon=":material/block:")
     values = {**(t.get("costs") or {}), **(t.get("metrics") or {})}
     if values:
         cols = st.columns(min(len(values), 6))
@@ -120,6 +135,28 @@ def _dna_text(dna: Any) -> str:
     if isinstance(dna, dict) and "value" in dna:
         dna = dna["value"]
     return str(dna)
+
+
+def _budget(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _promotions(experiment: str, t: dict[str, Any]) -> None:
+    """A multi-fidelity trial's rungs: the trial whose checkpoint it continued, and those
+    that continued its own at a higher budget, each a link."""
+    links = [("continues", t["parent"])] if t.get("parent") else []
+    links += [("continued by", c) for c in t.get("continued_by") or ()]
+    for verb, other in links:
+        budget = "" if other.get("budget") is None else f" (budget {_budget(other['budget'])})"
+        st.page_link(_ui.TRIAL_PAGE, label=f"{verb} trial #{other['number']}{budget}",
+                     icon=":material/arrow_upward:" if verb == "continued by" else
+                     ":material/arrow_downward:",
+                     query_params={_ui.QUERY_PARAM: experiment,
+                                   _ui.TRIAL_PARAM: str(other["number"])})
 
 
 def _cached_from(url: str, t: dict[str, Any]) -> None:

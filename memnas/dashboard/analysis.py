@@ -8,8 +8,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from memnas.dashboard.data import (_finished, algorithm_label, counts_of, format_time,
-                                   front_mask, objectives_label)
+from memnas.dashboard.data import (_finished, algorithm_label, budget_spent, counts_of,
+                                   format_time, front_mask, has_budgets, objectives_label)
 from memnas.pareto import hypervolume_2d
 from memnas.records import WITH_RESULT
 from memnas.store.liveness import shown_status
@@ -52,15 +52,15 @@ def experiments_summary(experiments: Sequence[Mapping[str, Any]],
             "name": e["name"], "status": shown_status(e),
             "algorithm": algorithm_label(e.get("algorithm")),
             "objectives": objectives_label(e.get("objectives") or {}),
-            "trials": c.total, "done": c.done, "failed": c.failed, "cached": c.cached,
-            "running": c.running,
+            "trials": c.total, "done": c.done, "failed": c.failed,
+            "infeasible": c.infeasible, "cached": c.cached, "running": c.running,
             **{f"best {k}": v for k, v in best.items()},
             "running time (s)": span,
             "created": format_time(e.get("created_at")),
             "updated": format_time(e.get("updated_at")),
         })
     columns = ["name", "status", "algorithm", "objectives", "trials", "done", "failed",
-               "cached", "running", "running time (s)", "created", "updated"]
+               "infeasible", "cached", "running", "running time (s)", "created", "updated"]
     best_cols = list(dict.fromkeys(k for r in rows for k in r if k.startswith("best ")))
     df = pd.DataFrame(rows, columns=columns + best_cols)
     for c in best_cols:
@@ -92,7 +92,9 @@ def hypervolume_over_time(df: pd.DataFrame, x: str, y: str, directions: Mapping[
 
     Returns:
       Columns ``number`` (last trial number included), ``finished_at`` (its finish
-      time, NaT when unknown), ``hypervolume``; empty when no trial has both values.
+      time, NaT when unknown), ``hypervolume``, and for a multi-fidelity experiment
+      ``spent`` (the budget spent up to that trial, `data.budget_spent`); empty when no
+      trial has both values.
       ``attrs["reference"]`` holds the reference point used.
     """
     done = _finished(df, [x, y]).sort_values("number", kind="stable")
@@ -116,6 +118,8 @@ def hypervolume_over_time(df: pd.DataFrame, x: str, y: str, directions: Mapping[
     finished = pd.to_datetime(done["finished_at"]).to_numpy()[out_n] \
         if "finished_at" in done.columns else [pd.NaT] * len(out_n)
     out = pd.DataFrame({"number": numbers, "finished_at": finished, "hypervolume": out_hv})
+    if has_budgets(df):
+        out["spent"] = budget_spent(df).reindex(numbers).to_numpy(dtype=float)
     out.attrs["reference"] = ref
     return out
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from memnas.pareto import pareto_mask
 from memnas.store.reader import fold_twins
-from memnas.store.roles import candidates
+from memnas.store.rungs import BUDGET_SPENT, ranked
 
 
 class Counts(NamedTuple):
@@ -23,6 +23,8 @@ class Counts(NamedTuple):
     failed: int
     running: int
     pending: int
+    infeasible: int = 0
+    """Trials whose costs broke the experiment's constraints before training."""
 
     @property
     def done(self) -> int:
@@ -58,7 +60,8 @@ def counts_of(counts: Mapping[str, int]) -> Counts:
     c = {k: int(v) for k, v in (counts or {}).items()}
     return Counts(total=sum(c.values()), completed=c.get("completed", 0),
                   cached=c.get("cached", 0), failed=c.get("failed", 0),
-                  running=c.get("running", 0), pending=c.get("pending", 0))
+                  running=c.get("running", 0), pending=c.get("pending", 0),
+                  infeasible=c.get("infeasible", 0))
 
 
 def objectives_label(objectives: Mapping[str, str]) -> str:
@@ -99,11 +102,25 @@ def value_directions(df: pd.DataFrame, objectives: Mapping[str, str]) -> dict[st
 
 
 def _finished(df: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Candidates with results that have every value of ``names`` (no supernet runs:
-    `memnas.store.roles.candidates`)."""
+    """Candidates with results that have every value of ``names`` (no supernet runs, no
+    trial that broke a constraint: `memnas.store.rungs.ranked`)."""
     if df.empty or any(n not in df.columns for n in names):
         return df.iloc[0:0]
-    return candidates(df).dropna(subset=list(names))
+    return ranked(df).dropna(subset=list(names))
+
+
+def has_budgets(df: pd.DataFrame) -> bool:
+    """Whether a trials frame is a multi-fidelity experiment's: some trial has a budget."""
+    return "budget" in df.columns and bool(df["budget"].notna().any())
+
+
+def budget_spent(df: pd.DataFrame) -> pd.Series:
+    """The budget spent by all trials up to each trial number (cost ``budget_spent``, 0
+    where a trial has none), indexed by number."""
+    spent = df[BUDGET_SPENT] if BUDGET_SPENT in df.columns else pd.Series(0.0, index=df.index)
+    order = df["number"].to_numpy().argsort(kind="stable")
+    total = np.nan_to_num(spent.to_numpy(dtype=float)[order], nan=0.0).cumsum()
+    return pd.Series(total, index=df["number"].to_numpy()[order])
 
 
 def best_value(df: pd.DataFrame, objective: str, direction: str) -> float | None:
@@ -126,7 +143,9 @@ def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFram
     Returns:
       One row per finished trial with the value, ordered by number: columns
       ``number``, ``value``, ``best`` (best of this and earlier trials) and
-      ``improved`` (this trial set a new best); ``finished_at`` too when ``df`` has it.
+      ``improved`` (this trial set a new best); ``finished_at`` too when ``df`` has it;
+      for a multi-fidelity experiment (`has_budgets`) ``budget`` (the trial's) and
+      ``spent`` (the budget all trials up to it spent, `budget_spent`).
     """
     if direction not in ("max", "min"):
         raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
@@ -135,6 +154,9 @@ def best_so_far(df: pd.DataFrame, objective: str, direction: str) -> pd.DataFram
                         "value": done[objective].to_numpy(dtype=float)})
     if "finished_at" in done.columns:
         out["finished_at"] = pd.to_datetime(done["finished_at"]).to_numpy()
+    if has_budgets(df):
+        out["budget"] = done["budget"].to_numpy()
+        out["spent"] = budget_spent(df).reindex(out["number"]).to_numpy(dtype=float)
     best = out["value"].cummax() if direction == "max" else out["value"].cummin()
     out["best"] = best
     out["improved"] = best.ne(best.shift()).to_numpy(dtype=bool) if len(out) else []

@@ -16,40 +16,68 @@ FRONT_COLOR = "#d62728"
 BEST_COLOR = "#1f77b4"
 
 
+RUNG_COLORS = ("#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801", "#8c2d04")
+"""Marker colours of a multi-fidelity experiment's budgets, lowest first (light to dark)."""
+OVER = ("number", "finished_at", "spent")
+"""What the x axis of a curve over the search can be: trial number, finish time, budget spent."""
+
+
 def _arrow(direction: str) -> str:
     return "↑ max" if direction == "max" else "↓ min"
 
 
+def over_title(over: str, unit: str | None = None) -> str:
+    """The x axis title of a curve drawn over ``over`` (one of `OVER`)."""
+    if over not in OVER:
+        raise ValueError(f"over must be one of {', '.join(OVER)}, got {over!r}")
+    return {"number": "trial number", "finished_at": "finish time (UTC)",
+            "spent": f"{unit or 'budget'} spent (all trials)"}[over]
+
+
+def _budget_text(budget: object, unit: str | None) -> str:
+    text = f"{budget:g}" if isinstance(budget, float) else str(budget)
+    return f"{unit} = {text}" if unit else f"budget {text}"
+
+
 def plot_best_so_far(data: "pd.DataFrame", objective: str, direction: str,
-                     over: str = "number", max_points: int = 1500) -> "go.Figure":
-    """Every finished trial's value and the running best, over trial number or time.
+                     over: str = "number", max_points: int = 1500,
+                     unit: str | None = None) -> "go.Figure":
+    """Every finished trial's value and the running best, over trial number, time or
+    budget spent.
 
     Args:
       data: `memnas.dashboard.data.best_so_far` of ``objective``.
       objective: the value's name (axis and title).
       direction: "max" or "min" (named in the title).
-      over: "number" (trial number) or "finished_at" (finish time) on the x axis.
+      over: "number" (trial number), "finished_at" (finish time) or "spent" (budget
+        spent by all trials so far; needs ``data["spent"]``) on the x axis.
       max_points: trial markers drawn at most (an even sample beyond; the best-so-far
         line always uses every trial).
+      unit: the budget's name (e.g. "steps") in labels.
 
     Returns:
-      A figure with a faded marker trace ("trials") and a step line ("best so far").
+      A figure with a faded marker trace ("trials"), or for a multi-fidelity experiment
+      (``data["budget"]``) one marker trace per budget coloured from light (lowest) to
+      dark, and a step line ("best so far").
     """
     import plotly.graph_objects as go
 
-    if over not in ("number", "finished_at"):
-        raise ValueError(f"over must be 'number' or 'finished_at', got {over!r}")
+    title = over_title(over, unit)
+    if over not in data.columns:
+        raise ValueError(f"cannot draw over {over!r}: the data has no such column")
     data = data.sort_values(over, kind="stable") if over != "number" else data
     if over != "number":
         best = data["value"].cummax() if direction == "max" else data["value"].cummin()
         data = data.assign(best=best.to_numpy())
     fig = go.Figure()
     markers = data.iloc[::-(-len(data) // max_points)] if len(data) > max_points else data
-    fig.add_trace(go.Scatter(  # SVG: a few thousand markers draw faster than a WebGL context
-        x=markers[over], y=markers["value"], mode="markers", name="trials",
-        marker={"color": ALL_COLOR, "size": 5 if len(markers) > 500 else 7},
-        customdata=markers["number"],
-        hovertemplate="trial %{customdata}<br>" + objective + " = %{y:.6g}<extra></extra>"))
+    size = 5 if len(markers) > 500 else 7
+    for name, part, color in _rungs(markers, unit):
+        fig.add_trace(go.Scatter(  # SVG: a few thousand markers draw faster than WebGL
+            x=part[over], y=part["value"], mode="markers", name=name,
+            marker={"color": color, "size": size}, customdata=part["number"],
+            hovertemplate=f"trial %{{customdata}}{'' if name == 'trials' else ' · ' + name}"
+                          f"<br>{objective} = %{{y:.6g}}<extra></extra>"))
     steps = data[data["best"].ne(data["best"].shift())] if len(data) else data
     steps = steps if not len(data) else _with_last(steps, data)
     fig.add_trace(go.Scatter(
@@ -59,11 +87,29 @@ def plot_best_so_far(data: "pd.DataFrame", objective: str, direction: str,
         hovertemplate="after trial %{customdata}<br>best = %{y:.6g}<extra></extra>"))
     fig.update_layout(
         title={"text": f"Best {objective} so far ({_arrow(direction)})"},
-        xaxis_title="trial number" if over == "number" else "finish time (UTC)",
-        yaxis_title=objective,
+        xaxis_title=title, yaxis_title=objective,
         margin={"l": 10, "r": 10, "t": 50, "b": 10}, height=340,
         legend={"orientation": "h", "y": -0.2})
     return fig
+
+
+def _rungs(markers: "pd.DataFrame", unit: str | None) -> list[tuple[str, "pd.DataFrame", str]]:
+    """The marker traces of `plot_best_so_far`: (name, rows, colour) per budget, lowest
+    first, when the rows have budgets (at most ``len(RUNG_COLORS)``); else all rows."""
+    if "budget" not in markers.columns or not markers["budget"].notna().any():
+        return [("trials", markers, ALL_COLOR)]
+    budgets = markers["budget"]
+    values = list(dict.fromkeys(budgets.dropna()))
+    if len(values) > len(RUNG_COLORS):
+        return [("trials", markers, ALL_COLOR)]
+    values.sort(key=lambda b: (0, b, "") if isinstance(b, float) else (1, 0, str(b)))
+    last = len(RUNG_COLORS) - 1
+    out = [(_budget_text(b, unit), markers[budgets == b],
+            RUNG_COLORS[round(i * last / max(len(values) - 1, 1)) if len(values) > 1 else 3])
+           for i, b in enumerate(values)]
+    if budgets.isna().any():
+        out.insert(0, ("no budget", markers[budgets.isna()], ALL_COLOR))
+    return out
 
 
 def _with_last(steps: "pd.DataFrame", data: "pd.DataFrame") -> "pd.DataFrame":
@@ -151,25 +197,27 @@ def plot_curve(data: "pd.DataFrame", title: str = "") -> "go.Figure":
     return fig
 
 
-def plot_hypervolume(data: "pd.DataFrame", x: str, y: str, over: str = "number") -> "go.Figure":
+def plot_hypervolume(data: "pd.DataFrame", x: str, y: str, over: str = "number",
+                     unit: str | None = None) -> "go.Figure":
     """Hypervolume of the front of ``x`` and ``y`` as the search went on.
 
     Args:
       data: `memnas.dashboard.analysis.hypervolume_over_time`.
       x: first value's name (title).
       y: second value's name (title).
-      over: "number" or "finished_at" on the x axis.
+      over: "number", "finished_at" or "spent" (needs ``data["spent"]``) on the x axis.
+      unit: the budget's name (e.g. "steps") in the axis title.
     """
     import plotly.graph_objects as go
 
+    title = over_title(over, unit)
     fig = go.Figure(go.Scatter(
         x=data[over], y=data["hypervolume"], mode="lines", line={"shape": "hv",
                                                                    "color": BEST_COLOR},
         customdata=data["number"], name="hypervolume",
         hovertemplate="after trial %{customdata}<br>hypervolume = %{y:.6g}<extra></extra>"))
     fig.update_layout(title={"text": f"Hypervolume of {x} vs {y}"},
-                      xaxis_title="trial number" if over == "number" else "finish time (UTC)",
-                      yaxis_title="hypervolume", height=320,
+                      xaxis_title=title, yaxis_title="hypervolume", height=320,
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
     return fig
 

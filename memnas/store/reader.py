@@ -12,6 +12,8 @@ from memnas.store._models import ExperimentRow, TrialRow
 from memnas.store.decisions import (DECISION_PREFIX, decision_column, decision_table, key_order,
                                     readable_decisions)
 from memnas.store.roles import describe_supernets, not_supernet, supernet_summary
+from memnas.store.rungs import VIOLATION, budget_value, not_violating, rung_columns
+from memnas.store.twins import fold_twins
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,13 +31,14 @@ _E = ExperimentRow.__table__
 _DONE = tuple(sorted(s.value for s in WITH_RESULT))
 TRIAL_COLUMNS = ("number", "status", "summary")
 """The first columns of `trials_frame`; its value columns follow them."""
-TAIL_COLUMNS = ("wall_time", "attempt", "cached_from", "node", "started_at", "finished_at",
-                "error")
+TAIL_COLUMNS = ("budget", "parent", "wall_time", "attempt", "cached_from", "node", "started_at",
+                "finished_at", "error")
 """The columns after the values (and, in detail, the decisions) of `trials_frame`."""
 DETAIL_COLUMNS = ("seed", "sym_hash", "fn_hash", "cache_kind", "saved_time", "created_at", "id")
 """The last columns of a detailed `trials_frame` (`memnas.Result.trials`)."""
 LEAN_COLUMNS = ("id", "cache_kind", "sym_hash")
 """The last columns of a lean `trials_frame` (the dashboard's): ids and hashes, not shown."""
+_DERIVED = ("budget", "parent", "error")  # read apart (`rung_columns`, `_error_tails`)
 ERROR_TAIL = 600
 """Characters of a failed trial's traceback a lean frame reads (its end names the error)."""
 SNIPPET_WIDTH = 120
@@ -119,7 +122,7 @@ def experiment_times(store: "Store") -> dict[int, dict[str, Any]]:
 def best_values(store: "Store", exp_id: int,
                 objectives: Mapping[str, str]) -> dict[str, float | None]:
     """Best value of each objective among an experiment's candidates with a result (no
-    supernet runs: `memnas.store.roles`)."""
+    supernet runs: `memnas.store.roles`; none that broke a constraint: `memnas.store.rungs`)."""
     best: dict[str, float | None] = {k: None for k in objectives}
     if not objectives:
         return best
@@ -128,7 +131,7 @@ def best_values(store: "Store", exp_id: int,
         value = sa.func.coalesce(_T.c.metrics[k].as_float(), _T.c.costs[k].as_float())
         aggs.append(sa.func.max(value) if d == "max" else sa.func.min(value))
     q = sa.select(*aggs).where(_T.c.experiment_id == exp_id, _T.c.status.in_(_DONE),
-                               not_supernet(_T.c.metrics))
+                               not_supernet(_T.c.metrics), not_violating(_T.c.costs))
     with store.engine.connect() as conn:
         row = conn.execute(q).first()
     for k, v in zip(objectives, row or ()):
@@ -138,7 +141,8 @@ def best_values(store: "Store", exp_id: int,
 
 def value_keys(store: "Store", exp_id: int, sample: int = 1000) -> tuple[list[str], list[str]]:
     """Names of the metrics and of the costs (not also metrics) that the first and the
-    latest ``sample`` trials with a result recorded, sorted."""
+    latest ``sample`` trials with a result recorded (and ``constraint_violation`` if any
+    trial has it: it rules trials out of bests and fronts), sorted."""
     metrics: set[str] = set()
     costs: set[str] = set()
     base = sa.select(_text(_T.c.metrics), _text(_T.c.costs)).where(
@@ -150,6 +154,10 @@ def value_keys(store: "Store", exp_id: int, sample: int = 1000) -> tuple[list[st
                 metrics.update(d)
             for d in _json_many([r[1] for r in rows]):
                 costs.update(d)
+        if VIOLATION not in costs and conn.execute(sa.select(_T.c.id).where(
+                _T.c.experiment_id == exp_id, _T.c.costs[VIOLATION].as_float().is_not(None))
+                .limit(1)).first() is not None:
+            costs.add(VIOLATION)
     return sorted(metrics), sorted(costs - metrics)
 
 
@@ -173,9 +181,11 @@ def trials_frame(store: "Store", exp_id: int, objectives: Mapping[str, str] | No
       float column per metric and cost (objectives first); with ``detail``, one column
       per decision (`readable_decisions`: named by its path, holding its label, None
       where inactive; prefixed with `DECISION_PREFIX` if another column has the name);
-      `TAIL_COLUMNS` (``error``: the traceback with ``detail``, else its last line); then
-      `DETAIL_COLUMNS` or `LEAN_COLUMNS`. ``attrs`` name the ``values``, the ``costs``
-      and the ``decisions`` columns.
+      `TAIL_COLUMNS` (``budget``: a multi-fidelity trial's budget as one value,
+      `memnas.store.rungs.budget_column`; ``parent``: the number of the trial whose
+      checkpoint it continued, else NA; ``error``: the traceback with ``detail``, else its
+      last line); then `DETAIL_COLUMNS` or `LEAN_COLUMNS`. ``attrs`` name the ``values``,
+      the ``costs`` and the ``decisions`` columns, and the ``budget_unit`` (or None).
     """
     import pandas as pd
 
@@ -183,13 +193,16 @@ def trials_frame(store: "Store", exp_id: int, objectives: Mapping[str, str] | No
     names = list(objectives or {})
     names += [n for n in metric_names + cost_names if n not in names]
     extra = DETAIL_COLUMNS if detail else LEAN_COLUMNS
-    keys = [*TRIAL_COLUMNS, *TAIL_COLUMNS[:-1], *extra]
+    keys = [*TRIAL_COLUMNS, *[k for k in TAIL_COLUMNS if k not in _DERIVED], *extra]
     done = _T.c.status.in_(_DONE)
     cols = [_T.c[k] if k not in ("started_at", "finished_at", "created_at") else _text(_T.c[k])
             for k in keys]
     if detail:
         keys += ["decisions", "error"]
         cols += [_text(_T.c.decisions), _T.c.error]
+    rung = [k for k in ("budget", "parent_id") if k in _columns_of(store)]  # older: absent
+    keys += rung
+    cols += [_text(_T.c[k]) if k == "budget" else _T.c[k] for k in rung]
     for n in names:
         m, c = _T.c.metrics[n].as_float(), _T.c.costs[n].as_float()
         value = m if n in metric_names else c if n in cost_names else sa.func.coalesce(m, c)
@@ -207,6 +220,7 @@ def trials_frame(store: "Store", exp_id: int, objectives: Mapping[str, str] | No
         out[n] = pd.to_numeric(pd.Series(columns[len(keys) + i], dtype=object),
                                errors="coerce").astype(float)
     _fill_other_values(out, others, names)
+    unit = rung_columns(out)
     if not detail:
         snippets = {i: _snippet(e) for i, e in errors.items()}
         out["error"] = out["id"].map(snippets).fillna("") if snippets else ""
@@ -228,8 +242,14 @@ def trials_frame(store: "Store", exp_id: int, objectives: Mapping[str, str] | No
         out = pd.concat([out, decision_table(stored, order, decided, out.index)], axis=1)
     head = [*TRIAL_COLUMNS, *(["decisions"] if detail else [])]
     out = out[[*head, *names, *decided, *TAIL_COLUMNS, *extra]]
-    out.attrs.update(values=list(names), costs=list(cost_names), decisions=decided)
+    out.attrs.update(values=list(names), costs=list(cost_names), decisions=decided,
+                     budget_unit=unit)
     return out
+
+
+def _columns_of(store: "Store") -> set[str]:
+    """Names of the trial columns the store has (a read-only older store lacks the newest)."""
+    return {c.name for c in getattr(store, "_trial_cols", None) or _T.c}
 
 
 def _error_tails(conn: sa.Connection, where: Any) -> Any:
@@ -311,83 +331,31 @@ def decisions_frame(store: "Store", exp_id: int, names: Iterable[str] | None = N
 def trial_row(store: "Store", exp_id: int | None = None, number: int | None = None,
               trial_id: int | None = None) -> dict[str, Any] | None:
     """Every column of one trial (by experiment and number, or by id), its decisions
-    readable, plus its experiment's name as ``experiment``; None when there is none."""
-    q = sa.select(_T, _E.c.name.label("experiment")).join(_E, _E.c.id == _T.c.experiment_id)
+    readable, plus its experiment's name as ``experiment``; None when there is none.
+
+    Its promotions too: ``parent`` (``{"number", "budget"}`` of the trial whose checkpoint
+    it continued, `memnas.store.rungs.budget_value`; None) and ``continued_by`` (a list of
+    those of the trials that continued its checkpoint at a higher budget)."""
+    have = _columns_of(store)
+    q = sa.select(*[c for c in _T.c if c.name in have], _E.c.name.label("experiment")).join(
+        _E, _E.c.id == _T.c.experiment_id)
     if trial_id is not None:
         q = q.where(_T.c.id == trial_id)
     else:
         q = q.where(_T.c.experiment_id == exp_id, _T.c.number == number)
     with store.engine.connect() as conn:
         row = conn.execute(q).mappings().first()
-    if row is None:
-        return None
-    out = dict(row)
+        if row is None:
+            return None
+        out = {**{c.name: None for c in _T.c}, **row}
+        link = [] if "parent_id" not in have else conn.execute(
+            sa.select(_T.c.id, _T.c.number, _T.c.budget).where(
+                (_T.c.id == out["parent_id"]) | (_T.c.parent_id == out["id"]))
+            .order_by(_T.c.number)).all()
+    rungs = {i: {"number": n, "budget": budget_value(_json(b))} for i, n, b in link}
+    out["parent"] = rungs.pop(out["parent_id"], None)
+    out["continued_by"] = list(rungs.values())
     out["decisions"] = readable_decisions(_json(out.get("decisions")))
     if is_supernet(_json(out.get("metrics"))):
         out["summary"] = supernet_summary(store.load_artifact(out["id"], "output"))
     return out
-
-
-def fold_twins(df: "pd.DataFrame", names: Sequence[str] = ()) -> "pd.DataFrame":
-    """Rows of a `trials_frame` with each architecture's result once.
-
-    A cached trial whose source (``cached_from``) is among the rows, and trials that
-    share a ``sym_hash``, are one point when their ``names`` values are equal: the row
-    kept is an evaluated one (completed before cached, then the lowest number); column
-    ``twins`` holds the numbers of the rows folded into it (a tuple, empty for most).
-    Only rows whose values another row repeats are grouped: 100k rows fold in ~0.05 s.
-    """
-    import numpy as np
-    import pandas as pd
-
-    twins: list[tuple[int, ...]] = [()] * len(df)
-    keep = np.ones(len(df), dtype=bool)
-    if len(df) and {"id", "sym_hash", "cached_from"} <= set(df.columns):
-        values = list(dict.fromkeys(names))
-        maybe = df[values].duplicated(keep=False).to_numpy() if values else keep
-        sub = np.flatnonzero(maybe)
-        if len(sub):
-            _fold(df.iloc[sub], values, sub, twins, keep)
-    out = df[keep].copy()
-    out["twins"] = pd.Series([t for t, k in zip(twins, keep) if k], index=out.index,
-                             dtype=object)
-    return out
-
-
-def _fold(part: "pd.DataFrame", values: list[str], at_rows: Any, twins: list, keep: Any) -> None:
-    """`fold_twins` of ``part`` (rows ``at_rows`` of the whole): fills ``twins``, ``keep``."""
-    import numpy as np
-    import pandas as pd
-
-    ids = part["id"].to_numpy(dtype="int64")
-    at = pd.Index(ids)
-    source = pd.to_numeric(part["cached_from"], errors="coerce").to_numpy(dtype=float)
-    cached = part["status"].eq("cached").to_numpy() & \
-        (at.get_indexer(np.nan_to_num(source, nan=-1).astype("int64")) >= 0)
-    sym = part["sym_hash"]
-    shared = (sym.duplicated(keep=False) & sym.notna()).to_numpy()
-    if not cached.any() and not shared.any():
-        return
-    root = np.where(cached, np.nan_to_num(source), ids).astype("int64")
-    for _ in range(3):  # a twin of a twin: follow the chain to the first source
-        root = root[at.get_indexer(root)]
-    involved = np.flatnonzero(cached | shared | np.isin(ids, root[cached]))
-    arch = sym.to_numpy(dtype=object)[at.get_indexer(root[involved])]
-    key = pd.DataFrame({"_arch": [a if isinstance(a, str) else f"id {r}"
-                                  for a, r in zip(arch, root[involved])]})
-    for i, n in enumerate(values):
-        key[f"_v{i}"] = part[n].to_numpy()[involved]
-    group = key.groupby(list(key.columns), sort=False, dropna=False).ngroup().to_numpy()
-    numbers = part["number"].to_numpy(dtype="int64")
-    rank = np.where(part["status"].to_numpy()[involved] == "completed", 0, 1)
-    order = np.lexsort((numbers[involved], rank, group))
-    group, rows = group[order], involved[order]
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    later = np.ones(len(rows), dtype=bool)
-    later[starts] = False
-    keep[at_rows[rows[later]]] = False
-    ordered = numbers[rows].tolist()
-    where = at_rows[rows].tolist()
-    for first, end in zip(starts.tolist(), [*starts[1:].tolist(), len(rows)]):
-        if end - first > 1:
-            twins[where[first]] = tuple(sorted(ordered[first + 1:end]))
