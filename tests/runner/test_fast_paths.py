@@ -8,7 +8,7 @@ import pytest
 
 import memnas
 import toyspace
-from memnas.runner import state as state_mod
+from memnas.runner import _records
 from memnas.runner._decode import Decoder
 from memnas.runner.executors import LocalExecutor
 from memnas.runner.driver import drive
@@ -63,7 +63,7 @@ def test_a_trial_that_will_run_is_stored_running_with_its_seed(sqlite_url):
     assert pending.launch and pending.marked_running
     assert row["status"] == "running" and row["started_at"] is not None
     assert row["heartbeat_at"] is not None and row["attempt"] == 1
-    assert row["seed"] == pending.trial["seed"] == state_mod.trial_seed(exp.seed, row["number"])
+    assert row["seed"] == pending.trial["seed"] == _records.trial_seed(exp.seed, row["number"])
     ctx = state.context(pending)  # no second write, same seed
     assert ctx.seed == row["seed"]
     state.close("interrupted")            # a trial in flight goes back to pending
