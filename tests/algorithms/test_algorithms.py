@@ -149,7 +149,7 @@ def test_evolution_improves_over_random():
 
 
 def test_unknown_algorithm_names_choices():
-    with pytest.raises(ConfigError, match=r"unknown algorithm 'evo'; expected one of \['cmaes'"):
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'evo'; expected one of \['asha', 'cmaes'"):
         make_algorithm("evo")
     with pytest.raises(ConfigError, match="bad options"):
         make_algorithm("evolution", populationsize=3)
