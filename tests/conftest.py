@@ -14,7 +14,8 @@ POSTGRES_URL = os.environ.get("MEMNAS_TEST_POSTGRES")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
-def _reset_postgres(url: str) -> None:
+def reset_postgres(url: str) -> None:
+    """Drops every memnas table of the PostgreSQL test database."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(url)
@@ -29,7 +30,7 @@ def store_url(request, tmp_path) -> str:
     """A URL of an empty store on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/memnas.db"
-    _reset_postgres(POSTGRES_URL)
+    reset_postgres(POSTGRES_URL)
     return POSTGRES_URL
 
 

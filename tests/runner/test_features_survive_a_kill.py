@@ -13,6 +13,7 @@ import pytest
 
 import memnas
 import toyspace
+from conftest import POSTGRES_URL, reset_postgres
 from memnas.store import Store
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,9 +41,26 @@ def _trials(url: str) -> list[dict]:
         s.close()
 
 
+# Multi-fidelity on both backends; the others each on one, alternating (the store paths
+# they add are exercised on both backends by tests/runner/test_constraints_warm.py).
+CASES = [("asha", "sqlite"), ("asha", "postgresql"), ("constraints", "postgresql"),
+         ("warm", "sqlite"), ("linas", "postgresql")]
+
+
+@pytest.fixture(params=CASES, ids=[f"{f}-{b}" for f, b in CASES])
+def case(request, tmp_path):
+    feature, backend = request.param
+    if backend == "sqlite":
+        return feature, f"sqlite:///{tmp_path}/memnas.db"
+    if not POSTGRES_URL:
+        pytest.skip("MEMNAS_TEST_POSTGRES is not set")
+    reset_postgres(POSTGRES_URL)
+    return feature, POSTGRES_URL
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("feature", ["asha", "constraints", "warm", "linas"])
-def test_a_killed_driver_resumes_with_exact_counts(store_url, feature):
+def test_a_killed_driver_resumes_with_exact_counts(case):
+    feature, store_url = case
     if feature == "warm":
         memnas.Experiment(name="earlier", space=toyspace.point_space(),
                           evaluator=toyspace.evaluate, algorithm="random", seed=2,
