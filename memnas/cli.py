@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from memnas.errors import ConfigError, MemnasError
+from memnas.summary import print_summary as _print_summary
 
 _STORE_HELP = "SQLAlchemy URL of the store (default: $MEMNAS_STORE or sqlite:///memnas.db)."
 
@@ -81,9 +82,10 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
                                  ("warm_start", list(warm_start) or None)) if v is not None}
     if changes:  # a new, validated Experiment: a bad --name or --store is refused here
         experiment = experiment.replace(**changes)
-    click.echo(f"memnas: running {experiment.name!r} ({experiment.algorithm if isinstance(experiment.algorithm, str) else type(experiment.algorithm).__name__}"
-               f", {max_trials} trials, {workers} workers, {executor}) into {experiment.store}",
-               err=True)
+    algo = experiment.algorithm if isinstance(experiment.algorithm, str) else \
+        type(experiment.algorithm).__name__
+    click.echo(f"memnas: running {experiment.name!r} ({algo}, {max_trials} trials, {workers} "
+               f"workers, {executor}) into {experiment.store}", err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
                             ray_address=ray_address, progress=True, scheduler=scheduler,
                             batch=batch, max_cost=max_cost)
@@ -273,14 +275,17 @@ def dashboard(store: str, port: int) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--quick", is_flag=True, help="A smaller, faster version (for CI smoke tests).")
-def bench(name: str, json_path: str | None, quick: bool) -> None:
+@click.option("--seeds", type=click.IntRange(1), default=None, help="Runs per method (efficiency).")
+@click.option("--png-dir", type=click.Path(file_okay=False), help="Figures' folder (efficiency).")
+def bench(name: str, json_path: str | None, quick: bool, seeds: int | None,
+          png_dir: str | None) -> None:
     """Run benchmark NAME and print its figures (see `memnas bench list`)."""
     from memnas.bench import available, run_bench
 
     if name == "list":
         click.echo("\n".join(available()))
         return
-    run_bench(name, json_path=json_path, quick=quick)
+    run_bench(name, json_path=json_path, quick=quick, seeds=seeds, png_dir=png_dir)
     if json_path:
         click.echo(f"wrote {json_path}", err=True)
 
@@ -323,74 +328,6 @@ def _records_json(df: Any) -> str:
 
     return json.dumps([{str(k): plain(v) for k, v in r.items()}
                        for r in df.to_dict(orient="records")], indent=1)
-
-
-def _print_summary(result: Any) -> None:
-    exp = result.experiment
-    counts = result.counts()
-    click.echo(f"\nexperiment {exp['name']!r}: {exp['status']}, "
-               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    df = result.trials()
-    objectives = result.objectives
-    for obj in objectives:
-        best = result.best(obj)
-        if best is not None:
-            click.echo(f"  best {obj} ({objectives[obj]}): {_value(best[obj])}  "
-                       f"trial {best['number']}: {best['summary']}")
-    c = result.cache_counters()
-    click.echo(f"  equivalence cache: {c['misses']} evaluated, {c['hits']} hits, "
-               f"{c['attached']} attached, {c['saved_s']:.1f} s of evaluation saved")
-    front = result.pareto_front()
-    if len(objectives) > 1 and not front.empty:
-        click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")
-        for _, row in front.iterrows():  # each architecture once: cached twins folded in
-            vals = "  ".join(f"{k}={_value(row[k])}" for k in objectives)
-            twins = list(row.get("twins") or ())
-            also = f"  (cached twin{'s' if len(twins) > 1 else ''} " \
-                f"{', '.join(f'#{n}' for n in twins)})" if twins else ""
-            click.echo(f"    #{row['number']:<4} {vals}{also}  {row['summary']}")
-    _print_supernets(df, objectives)
-    _print_rungs_and_constraints(result, df)
-    failed = df[df["status"] == "failed"] if not df.empty else df
-    for _, row in failed.head(3).iterrows():
-        last = (row["error"] if isinstance(row["error"], str) else "").strip().splitlines()
-        click.echo(f"  failed #{row['number']}: {last[-1] if last else '?'}")
-
-
-def _print_supernets(df: Any, objectives: dict[str, str]) -> None:
-    """Lists supernet runs apart: their values are the mixed network's, never ranked."""
-    from memnas.store.roles import supernet_mask
-
-    runs = df[supernet_mask(df)] if not df.empty else df
-    if len(runs):
-        click.echo(f"  supernet runs (not candidates: never best, not on the front): {len(runs)}")
-    for _, row in runs.iterrows():
-        vals = "  ".join(f"{k}={_value(row[k])}" for k in objectives if k in row and row[k] == row[k])
-        click.echo(f"    #{row['number']:<4} {row['status']}  {vals}  {row['summary']}")
-
-
-def _print_rungs_and_constraints(result: Any, df: Any) -> None:
-    """A multi-fidelity experiment's rungs and budget spent; trials that broke constraints."""
-    from memnas.store.rungs import VIOLATION
-
-    rungs = result.rungs()
-    if rungs:
-        unit = rungs["unit"] or "budget"
-        per = ", ".join(f"{n} at {_value(b) if isinstance(b, float) else b}"
-                        for b, n in rungs["trials"].items())
-        click.echo(f"  rungs ({unit}): {per}; {_value(rungs['spent'])} {unit} spent in all")
-    infeasible = int((df["status"] == "infeasible").sum()) if len(df) else 0
-    broke = int((df[VIOLATION].fillna(0) > 0).sum()) if VIOLATION in df else 0
-    if infeasible or broke:
-        click.echo(f"  constraints broken (never best, not on the front): {infeasible} "
-                   f"infeasible (before training), {broke} after training")
-
-
-def _value(x: float) -> str:
-    """A metric for `memnas show`: whole numbers (bytes, params) in full, others to 4 digits."""
-    if float(x).is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return f"{x:.4g}"
 
 
 if __name__ == "__main__":  # pragma: no cover

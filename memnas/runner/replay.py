@@ -145,9 +145,14 @@ def warm_history(store: Any, exp: Any, exp_id: int, spec: pg.DNASpec,
 def warm_start(algorithm: pg.geno.DNAGenerator, history: Sequence[tuple[pg.DNA, Any]]) -> None:
     """Feeds warm-start results to ``algorithm`` before its first proposal: its
     `AlgorithmHooks.warm_start`, else PyGlove's ``recover`` (which PyGlove allows for
-    "trials from a previous study")."""
+    "trials from a previous study").
+
+    They go worst first (`_worst_first`): an aging population (regularized evolution)
+    keeps the last ones it is told, which are then the best of the earlier experiments
+    rather than whichever came last; algorithms that keep everything do not mind."""
     if not history:
         return
+    history = _worst_first(history)
     if isinstance(algorithm, pg.evolution.Evolution):
         # PyGlove's evolution recovers from its own DNA metadata: earlier experiments'
         # trials join as an initial population of generation 0.
@@ -160,3 +165,17 @@ def warm_start(algorithm: pg.geno.DNAGenerator, history: Sequence[tuple[pg.DNA, 
         algorithm.warm_start(list(history))
     else:
         algorithm.recover(list(history))
+
+
+def _worst_first(history: Sequence[tuple[pg.DNA, Any]]) -> list[tuple[pg.DNA, Any]]:
+    """``history`` ordered by reward, best last (stable); tuple rewards by how many others
+    dominate them, most first."""
+    items = list(history)
+    if all(not isinstance(r, (tuple, list)) for _, r in items):
+        return sorted(items, key=lambda it: float(it[1]))
+    vecs = [tuple(r) if isinstance(r, (tuple, list)) else (r,) for _, r in items]
+
+    def dominated_by(v: tuple) -> int:
+        return sum(all(a >= b for a, b in zip(w, v)) and w != v for w in vecs)
+
+    return [items[i] for i in sorted(range(len(items)), key=lambda i: -dominated_by(vecs[i]))]

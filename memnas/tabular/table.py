@@ -209,7 +209,10 @@ class TabularEvaluator:
     training time at ``b`` and the costs ``budget_spent = b - parent's b`` and
     ``simulated_time_spent = time(b) - time(parent's b)`` (both on the learning curve
     of the seed answered) say what continuing cost; from scratch they are ``b`` and
-    ``simulated_time``. ``costs(candidate)`` gives the row's ``params``,
+    ``simulated_time``. On a table with budgets it reports the learning curve through
+    ``ctx.report(b, accuracy=..., loss=...)`` at each of the table's budgets above the
+    resumed one up to the budget answered, so a scheduler (Ray Tune's ASHA) can stop
+    a trial early. ``costs(candidate)`` gives the row's ``params``,
     ``state_bytes`` and ``flops_per_token`` (where present) before any lookup of results.
 
     Attributes:
@@ -280,6 +283,11 @@ class TabularEvaluator:
         if steps is not None:
             m.costs["budget_spent"] = float(int(steps) - (parent or 0))
             m.artifact = {"steps": int(steps)} if ctx.checkpoint else None
+        if budget is not None:  # the learning curve, so that a scheduler (Tune's ASHA) can stop it
+            for b in table.budgets:
+                if (parent or 0) < b <= int(budget):
+                    ctx.report(b, accuracy=table._value(key, "accuracy", seed, b),
+                               loss=table._value(key, "loss", seed, b))
         return m
 
     def costs(self, candidate: Any) -> dict[str, float]:
