@@ -9,7 +9,7 @@ import pyglove as pg
 import pytest
 
 from memnas.hashing import canonicalize, evaluator_fingerprint, functional_hash, symbolic_hash
-from memnas.searchspace import memory_space
+from memnas.searchspace import Block, SequenceModel, get_mixer, memory_space, registered_mixers
 
 
 @pg.members([("a", pg.typing.Int()), ("b", pg.typing.Float(default=1.0)),
@@ -47,15 +47,42 @@ def test_symbolic_hash_is_the_same_in_processes_with_other_hash_seeds():
             "s = memory_space(vocab_size=32, max_len=16);"
             "c = pg.materialize(s, pg.random_dna(pg.dna_spec(s), random.Random(0)));"
             "print(symbolic_hash(c), functional_hash(c, fingerprint='f'))")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(s)}).stdout for s in (1, 2)}
+    # Both processes at once: each spends its time importing torch and pyglove.
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(s)}) for s in (1, 2)]
+    outs = set()
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0
+        outs.add(out)
     assert len(outs) == 1
     (c,) = _space_samples(1)
     assert outs.pop().split() == [symbolic_hash(c), functional_hash(c, fingerprint="f")]
 
 
+def _random_candidates(n, seed=0):
+    """Candidates drawn like ``pg.random_dna`` draws those of ``memory_space(vocab_size=32,
+    max_len=16)`` (each decision uniform: width, depth, and per layer a registered mixer with a
+    random DNA of its own space and an MLP ratio), built without materializing the whole space,
+    which is the slow part."""
+    rng = random.Random(seed)
+    names = list(registered_mixers())
+    cands = []
+    for _ in range(n):
+        layers = []
+        for _ in range(rng.randint(1, 3)):
+            mixer_space = get_mixer(rng.choice(names)).space()
+            mixer = pg.materialize(mixer_space, pg.random_dna(pg.dna_spec(mixer_space), rng))
+            layers.append(Block(mixer, rng.choice((1, 2, 4))))
+        cands.append(SequenceModel(32, rng.choice((16, 32, 64)), layers, max_len=16))
+    return cands
+
+
 def test_different_architectures_differ():
-    cands = _space_samples(25)
+    cands = _random_candidates(25)
+    template = pg.template(memory_space(vocab_size=32, max_len=16))
+    for c in cands:
+        template.encode(c)  # raises unless c is a point of the space
     sym = {symbolic_hash(c) for c in cands}
     fn = {functional_hash(c) for c in cands}
     distinct = {pg.to_json_str(c) for c in cands}

@@ -27,15 +27,23 @@ def _samples(space, n: int, seed: int = 0) -> list[SequenceModel]:
     return [pg.materialize(space, pg.random_dna(spec, rng)) for _ in range(n)]
 
 
-def test_dna_spec_has_decisions() -> None:
-    spec = pg.dna_spec(memory_space(VOCAB))
+@pytest.fixture(scope="module")
+def default_space() -> tuple:
+    """The default space (every registered mixer, up to 3 layers) and 5 random candidates of
+    it, shared by the tests that only read them: materializing a DNA of it is the slow part."""
+    space = memory_space(VOCAB, max_layers=3, max_len=16)
+    return space, _samples(space, 5)
+
+
+def test_dna_spec_has_decisions(default_space) -> None:
+    spec = pg.dna_spec(default_space[0])
     assert spec.space_size > 1000
     assert spec.first_dna() is not None
 
 
-def test_random_samples_build_and_run() -> None:
-    space = memory_space(VOCAB, max_layers=3, max_len=16)
-    candidates = _samples(space, 10) + list(pg.random_sample(space, 4, seed=1))
+def test_random_samples_build_and_run(default_space) -> None:
+    space, samples = default_space
+    candidates = samples + list(pg.random_sample(space, 2, seed=1))
     tokens = torch.randint(0, VOCAB, (2, 16))
     depths = set()
     for c in candidates:
@@ -48,14 +56,14 @@ def test_random_samples_build_and_run() -> None:
     assert len(depths) > 1
 
 
-def test_json_and_pickle_round_trip() -> None:
-    for c in _samples(memory_space(VOCAB), 5, seed=2):
+def test_json_and_pickle_round_trip(default_space) -> None:
+    for c in default_space[1]:
         assert pg.eq(pg.from_json_str(pg.to_json_str(c)), c)
         assert pg.eq(pickle.loads(pickle.dumps(c)), c)
 
 
-def test_dna_round_trip() -> None:
-    space = memory_space(VOCAB)
+def test_dna_round_trip(default_space) -> None:
+    space = default_space[0]
     spec = pg.dna_spec(space)
     dna = pg.random_dna(spec, random.Random(3))
     c = pg.materialize(space, dna)
