@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -9,20 +10,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tests/toyspace.py
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+pgtools = importlib.import_module("pgtools")  # from tests/, on the path from here on
+POSTGRES_URL, reset_postgres = pgtools.POSTGRES_URL, pgtools.reset_postgres
 
-POSTGRES_URL = os.environ.get("MEMNAS_TEST_POSTGRES")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
-
-
-def reset_postgres(url: str) -> None:
-    """Drops every memnas table of the PostgreSQL test database."""
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS feedback, artifacts, curve_points, trials, experiments, "
-                             "memnas_version, memnas_alembic_version CASCADE"))
-    engine.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,7 +13,7 @@ import pytest
 
 import memnas
 import toyspace
-from conftest import POSTGRES_URL, reset_postgres
+from pgtools import POSTGRES_URL, reset_postgres
 from memnas.store import Store
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
