@@ -262,10 +262,10 @@ def run(quick: bool = False, seeds: int | None = None, png_dir: str = "docs",
       quick: 3 seeds and smaller caps (a smoke test of a couple of minutes).
       seeds: runs per method (default 20; 3 with ``quick``).
       png_dir: folder of the PNGs (created).
-      tune_seeds: runs of ``tune_asha`` (default ``min(seeds, 5)``: Ray Tune costs
-        0.2-1.5 s a trial).
-      slow_seeds: runs of each of `SLOW` (default ``min(seeds, 5)``: they run to their
-        cap or cost ~0.4 s a trial (linas)).
+      tune_seeds: runs of ``tune_asha`` (default ``seeds``; fewer to save time: Ray Tune
+        costs 0.2-1.5 s a trial, 7 min for 20 runs).
+      slow_seeds: runs of each of `SLOW` (default ``seeds``; fewer to save time: they run
+        to their cap or cost ~0.4 s a trial (linas: 17 min for 20 runs)).
       cap: most trials of one run (a multi-fidelity run counts every rung).
       nsga2_evals: NSGA-II's evaluations that set the hypervolume target (200; fewer
         only for tests).
@@ -284,10 +284,10 @@ def run(quick: bool = False, seeds: int | None = None, png_dir: str = "docs",
     cap = min(cap, 200) if quick else cap
     per = {m: n for m in methods}
     if "tune_asha" in per:
-        per["tune_asha"] = tune_seeds or min(n, 5)
+        per["tune_asha"] = tune_seeds or n
     for m in SLOW:
         if m in per:
-            per[m] = slow_seeds or min(n, 5)
+            per[m] = slow_seeds or n
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     out: dict[str, Any] = {"seeds": n, "compute_to_top1pct": {}, "evals_to_nsga2_hv200": {},
                            "warm_start_evals_ratio": None, "skipped": {}, "png": []}
