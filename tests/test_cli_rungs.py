@@ -6,19 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 import fidelitytoys
+from fidelitytoys import CostedToy
 import memnas
 import toyspace
 from memnas.cli import main
-
-
-class CostedToy:
-    """`toyspace.evaluate` whose params are known before training (the costs hook)."""
-
-    def __call__(self, p, ctx):
-        return toyspace.evaluate(p, ctx)
-
-    def costs(self, p):
-        return {"params": float(10 * p.y)}
 
 
 @pytest.fixture(scope="module")

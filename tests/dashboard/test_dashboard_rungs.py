@@ -10,20 +10,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import fidelitytoys
+from fidelitytoys import CostedToy
 import memnas
 import toyspace
 from memnas.dashboard import ENV_VAR, app_path
 from memnas.dashboard.data import best_so_far
-
-
-class CostedToy:
-    """`toyspace.evaluate` whose params are known before training (the costs hook)."""
-
-    def __call__(self, p, ctx):
-        return toyspace.evaluate(p, ctx)
-
-    def costs(self, p):
-        return {"params": float(10 * p.y)}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 import fidelitytoys
+from fidelitytoys import CostedToy
 import memnas
 import toyspace
 from memnas.store import Store, reader
@@ -18,16 +19,6 @@ from memnas.store.rungs import budget_column, budget_value, ranked
 
 OBJ = {"accuracy": "max", "params": "min"}
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-
-
-class CostedToy:
-    """`toyspace.evaluate` whose params are known before training (the costs hook)."""
-
-    def __call__(self, p, ctx):
-        return toyspace.evaluate(p, ctx)
-
-    def costs(self, p):
-        return {"params": float(10 * p.y)}
 
 
 @pytest.fixture(scope="module")
