@@ -54,3 +54,14 @@ class CostedToy:
 
 
 EVALUATED: list[tuple] = []
+
+
+def trials(url: str, name: str) -> list[dict]:
+    """The stored trials of experiment ``name``, read read-only."""
+    from memnas.store import Store
+
+    s = Store(url, read_only=True)
+    try:
+        return s.trials(s.experiment(name)["id"])
+    finally:
+        s.close()

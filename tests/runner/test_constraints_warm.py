@@ -15,12 +15,7 @@ from memnas.errors import ConfigError
 from memnas.store import Store
 
 
-def _trials(url: str, name: str) -> list[dict]:
-    s = Store(url, read_only=True)
-    try:
-        return s.trials(s.experiment(name)["id"])
-    finally:
-        s.close()
+_trials = fidelitytoys.trials
 
 
 def _constrained(url, name="c", algorithm="evolution", **kw):

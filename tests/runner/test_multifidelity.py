@@ -10,15 +10,9 @@ import pytest
 import fidelitytoys
 import memnas
 from memnas.errors import ConfigError
-from memnas.store import Store
 
 
-def _trials(url: str, name: str) -> list[dict]:
-    s = Store(url, read_only=True)
-    try:
-        return s.trials(s.experiment(name)["id"])
-    finally:
-        s.close()
+_trials = fidelitytoys.trials
 
 
 def test_asha_runs_rungs_that_resume_their_parents_checkpoint(store_url):
