@@ -49,6 +49,12 @@ def _batch(value: str) -> int | str:
     return n
 
 
+def _patience(*given: float | None) -> dict[str, float]:
+    """``store_patience_s`` for `Experiment.run`: the first value given, else its default."""
+    found = [g for g in given if g is not None]
+    return {"store_patience_s": float(found[0])} if found else {}
+
+
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True,
@@ -71,9 +77,13 @@ def _batch(value: str) -> int | str:
                    "budget (in its budget units, e.g. steps).")
 @click.option("--warm-start", multiple=True,
               help="A finished experiment on the same space to learn from first (repeatable).")
+@click.option("--store-patience", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait for an unreachable store (a database restart) before "
+                   "stopping; running trials go on meanwhile (default 300).")
 def run(file: str, max_trials: int, workers: int, store: str | None, ray_address: str | None,
         name: str | None, executor: str, scheduler: str | None, batch: int | str,
-        max_cost: float | None, warm_start: tuple[str, ...]) -> None:
+        max_cost: float | None, warm_start: tuple[str, ...],
+        store_patience: float | None) -> None:
     """Run the experiment defined in FILE (`experiment = memnas.Experiment(...)`)."""
     from memnas.loader import load_experiment_file
 
@@ -88,7 +98,8 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
                f"workers, {executor}) into {experiment.store}", err=True)
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
                             ray_address=ray_address, progress=True, scheduler=scheduler,
-                            batch=batch, max_cost=max_cost)
+                            batch=batch, max_cost=max_cost,
+                            **_patience(store_patience))
     _print_summary(result)
     store_arg = f" --store {experiment.store}"
     click.echo(f"\nnext:  memnas show {experiment.name}{store_arg}\n"
@@ -105,8 +116,12 @@ def run(file: str, max_trials: int, workers: int, store: str | None, ray_address
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Address of a running Ray cluster (default: start a local Ray).")
 @click.option("--executor", type=click.Choice(["ray", "tune", "local"]), default=None)
+@click.option("--store-patience", type=click.FloatRange(min=0), default=None,
+              help="Seconds to wait for an unreachable store (a database restart) before "
+                   "stopping; running trials go on meanwhile (default 300).")
 def resume(name: str, store: str, max_trials: int | None, workers: int | None,
-           ray_address: str | None, executor: str | None) -> None:
+           ray_address: str | None, executor: str | None,
+           store_patience: float | None) -> None:
     """Continue experiment NAME after a crash: replay stored results, rerun what was running."""
     from memnas.errors import ConfigError
     from memnas.loader import load_experiment_file
@@ -132,7 +147,8 @@ def resume(name: str, store: str, max_trials: int | None, workers: int | None,
     batch = last.get("batch", 1) if executor != "tune" else 1
     result = experiment.run(max_trials=max_trials, workers=workers, executor=executor,
                             ray_address=ray_address, progress=True, batch=batch,
-                            max_cost=last.get("max_cost"))
+                            max_cost=last.get("max_cost"),
+                            **_patience(store_patience, last.get("store_patience_s")))
     _print_summary(result)
 
 
@@ -261,12 +277,14 @@ def export(name: str, store: str, fmt: str, output: str | None, plots: tuple[str
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 def dashboard(store: str, port: int) -> None:
     """Open the Streamlit dashboard on 127.0.0.1 (read-only on the store)."""
-    from memnas.dashboard import check_port, launch
+    from memnas.dashboard import check_port, launch, ssh_hint
     from memnas.store import Store, normalize_url
 
     Store(store, read_only=True).close()  # a bad URL fails here, in one line
     check_port(port)  # a taken port too, before the URL is printed and the caches warmed
     click.echo(f"memnas dashboard: http://127.0.0.1:{port}  (store {normalize_url(store)})", err=True)
+    if hint := ssh_hint(port):  # on a remote host: the tunnel to open from a laptop
+        click.echo(f"memnas dashboard: {hint}", err=True)
     sys.exit(launch(normalize_url(store), port=port))
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import random
 import sys
+import types
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import pyglove as pg
@@ -92,6 +94,7 @@ class Experiment:
                               f"{str(e).splitlines()[0] if str(e) else ''}): {space!r:.100}") from None
         if not spec.decision_points:
             raise ConfigError(f"space has no decisions (use pg.oneof, pg.floatv, ...): {space!r:.100}")
+        _check_space(space)  # before anything is written: the store keeps its JSON and hash
         if not callable(evaluator):
             raise ConfigError(f"evaluator must be callable as (candidate, ctx), got "
                               f"{type(evaluator).__name__}: {evaluator!r:.80}")
@@ -243,7 +246,7 @@ class Experiment:
     def run(self, max_trials: int = 20, workers: int = 1, executor: str = "ray",
             ray_address: str | None = None, progress: bool = False,
             scheduler: Any = None, batch: int | str = 1,
-            max_cost: float | None = None) -> "Result":
+            max_cost: float | None = None, store_patience_s: float = 300.0) -> "Result":
         """Runs the search until the experiment holds ``max_trials`` finished trials
         (or, with ``max_cost``, has spent that much budget).
 
@@ -263,6 +266,9 @@ class Experiment:
           max_cost: with a multi-fidelity algorithm ("asha", "hyperband", "mo_asha"):
             stop launching once the trials' ``budget_spent`` (in the rungs' budget
             units, e.g. steps) reaches this total.
+          store_patience_s: seconds to wait for an unreachable store (a database
+            restart, a dropped connection, SQLite locked) before the run stops with one
+            line; running trials go on and finished results are held meanwhile.
 
         Returns:
           The experiment's `Result`, read from the store.
@@ -272,7 +278,7 @@ class Experiment:
 
         run_experiment(self, max_trials=max_trials, workers=workers, executor=executor,
                        ray_address=ray_address, progress=progress, scheduler=scheduler,
-                       batch=batch, max_cost=max_cost)
+                       batch=batch, max_cost=max_cost, store_patience_s=store_patience_s)
         return Result(self.name, self.store)
 
     def __repr__(self) -> str:
@@ -295,3 +301,58 @@ def _type_modules(value: Any, names: set) -> None:
     elif isinstance(value, list):
         for v in value:
             _type_modules(v, names)
+
+
+def _check_space(value: Any, where: str = "space") -> None:
+    """Raises ConfigError naming the first value in a space that memnas cannot store
+    and hash alike in every process: one PyGlove cannot serialise (an object that does
+    not pickle), a set (its order changes between processes) and, among the choices of
+    a decision, a lambda or a function or class defined inside another (no importable
+    name: PyGlove would keep its bytecode, which changes with the file's lines) or two
+    choices that serialise alike (memnas tells choices apart by their serialised form)."""
+    if isinstance(value, pg.hyper.Choices):
+        seen: dict[str, int] = {}
+        for i, choice in enumerate(value.candidates):
+            at = f"{where}[choice {i}]"
+            if isinstance(choice, (types.FunctionType, type)) and "<" in choice.__qualname__:
+                raise ConfigError(f"space value {_shown(choice)} at {at} has no importable name "
+                                  f"(a lambda, or defined inside a function): define it at "
+                                  f"module level")
+            _check_space(choice, at)
+            key = _serialised(choice, at)
+            if key in seen:
+                raise ConfigError(f"space value {_shown(choice)} at {at} serialises like choice "
+                                  f"{seen[key]}, so memnas cannot tell them apart: make them "
+                                  f"symbolic (pg.Object, pg.symbolize) with different arguments")
+            seen[key] = i
+    elif isinstance(value, pg.Symbolic):
+        for k, v in value.sym_items():
+            _check_space(v, f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}")
+    elif isinstance(value, (dict, list, tuple)):
+        for k, v in (value.items() if isinstance(value, dict) else enumerate(value)):
+            _check_space(v, f"{where}[{k!r}]")
+    elif isinstance(value, (set, frozenset)):
+        raise ConfigError(f"space value {_shown(value)} at {where} is a set, whose order (and "
+                          f"so memnas's hash of it) changes between processes: use a sorted tuple")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        _serialised(value, where)
+
+
+def _serialised(value: Any, at: str) -> str:
+    """``value`` as memnas hashes it (see `memnas.hashing.canonical_json`)."""
+    try:
+        return json.dumps(pg.to_json(value), sort_keys=True, separators=(",", ":"), default=repr)
+    except Exception as e:
+        why = e.__cause__ or e
+        raise ConfigError(f"space value {_shown(value)} at {at} ({type(value).__name__}) cannot "
+                          f"be serialised: {type(why).__name__}: {_shown(str(why), False)}"
+                          ) from None
+
+
+def _shown(value: Any, as_repr: bool = True) -> str:
+    """A value's repr (or a text) on one line of at most 100 characters."""
+    try:
+        text = " ".join((repr(value) if as_repr else str(value)).split())
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= 100 else text[:97] + "..."

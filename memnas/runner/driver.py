@@ -8,7 +8,7 @@ import time
 from typing import Any, Sequence
 
 from memnas.algorithms.base import hooks_of
-from memnas.errors import ConfigError
+from memnas.errors import ConfigError, StoreFull, StoreUnavailable
 from memnas.records import FINISHED, Outcome
 from memnas.runner._trial import run_trials
 from memnas.runner.executors import Executor, make_executor, start_ray, stop_ray
@@ -18,6 +18,7 @@ from memnas.runner.contract import (HEARTBEAT_S, Pending, RunnableExperiment,
 from memnas.runner.claim import end_failed_run
 from memnas.runner.state import SearchState
 from memnas.store import Store
+from memnas.store.patience import DEFAULT_PATIENCE_S
 
 
 BACKSTOP_GRACE_S = 10.0
@@ -138,7 +139,8 @@ def drive(state: SearchState, executor: Executor, workers: int,
 def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int = 1,
                    executor: str | Executor = "ray", ray_address: str | None = None,
                    progress: bool | Progress = False, scheduler: Any = None,
-                   batch: int | str = 1, max_cost: float | None = None) -> None:
+                   batch: int | str = 1, max_cost: float | None = None,
+                   store_patience_s: float = DEFAULT_PATIENCE_S) -> None:
     """Runs ``experiment`` until it holds ``max_trials`` finished trials, or until its
     trials have spent ``max_cost`` budget units (a multi-fidelity algorithm's).
 
@@ -152,6 +154,12 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
     Tune and its ``scheduler`` ("asha" by default, "fifo", or a Tune scheduler object; see
     `memnas.runner.tune`).
     ``batch`` sets how many trials one task runs (see `BatchSizer`).
+
+    While the store is unreachable (a PostgreSQL restart, a dropped connection, SQLite
+    locked past its busy timeout) the driver waits for it, up to ``store_patience_s``
+    seconds per outage, while its running trials go on (`memnas.store.patience`); past
+    that, or when the store's disk is full, the run stops with one line
+    (`StoreUnavailable`, `StoreFull`) and ``memnas resume`` continues it.
     """
     if not isinstance(max_trials, int) or max_trials < 1:
         raise ConfigError(f"max_trials must be a positive integer, got {max_trials!r}")
@@ -168,6 +176,10 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
         if hooks_of(experiment.make_algorithm()).budget_unit is None:
             raise ConfigError(f"max_cost={max_cost!r} needs a multi-fidelity algorithm "
                               f"(asha, hyperband, mo_asha), whose trials spend budget units")
+    if isinstance(store_patience_s, bool) or not isinstance(store_patience_s, (int, float)) \
+            or not store_patience_s >= 0:
+        raise ConfigError(f"store_patience_s must be a number of seconds >= 0, "
+                          f"got {store_patience_s!r}")
     if batch != 1 and executor == "tune":
         raise ConfigError(f"batch={batch!r} needs executor='ray' or 'local'; Ray Tune runs "
                           f"one trial per Tune trial")
@@ -175,6 +187,7 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
         raise ConfigError(f"a scheduler ({scheduler!r:.60}) needs executor='tune', "
                           f"got executor={executor!r}")
     store = Store(experiment.store)
+    store.patience_s = float(store_patience_s)
     owned: Executor | None = None
     ray_started = False
     bar = None
@@ -191,7 +204,8 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
         try:
             shown = executor if isinstance(executor, str) else type(executor).__name__
             state.remember_run(max_trials=max_trials, workers=workers, batch=batch,
-                               executor=shown, max_cost=max_cost)  # only once claimed: a refused run writes nothing
+                               executor=shown, max_cost=max_cost,
+                               store_patience_s=store.patience_s)  # only once claimed: a refused run writes nothing
             cpus = None
             if executor in ("ray", "tune") and not (ray_address or os.environ.get("RAY_ADDRESS")):
                 cpus = max(os.cpu_count() or 1,
@@ -211,6 +225,11 @@ def run_experiment(experiment: RunnableExperiment, max_trials: int, workers: int
                     run_with_tune(state, workers, scheduler=scheduler or "asha")
                 else:
                     drive(state, executor, workers, batch=batch)
+        except (StoreUnavailable, StoreFull) as e:  # nothing more can be written now
+            raise type(e)(f"{e}; the run stopped with every finished trial it stored kept: "
+                          f"`memnas resume {experiment.name}` continues it"
+                          + (" once the store is back" if isinstance(e, StoreUnavailable)
+                             else " once there is free space")) from None
         except BaseException as e:  # left unusable (nothing finished): deleted
             end_failed_run(store, state.exp_id, state.driver, e)
             raise

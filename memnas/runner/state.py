@@ -21,7 +21,7 @@ import pyglove as pg
 
 from memnas.algorithms.base import hooks_of
 from memnas.constraints import penalty, violation
-from memnas.errors import ConfigError
+from memnas.errors import ConfigError, StoreFull, StoreUnavailable
 from memnas.hashing import EquivalenceCache
 from memnas.measurement import Context, costs_before_training
 from memnas.records import (FED_BACK, FINISHED, WITH_RESULT, ExperimentStatus, Outcome,
@@ -112,6 +112,9 @@ class SearchState(Drafting):
         self.start()
         try:
             yield self
+        except (StoreUnavailable, StoreFull):
+            self.in_flight.clear()  # the store is gone: its rows say running; resume requeues them
+            raise
         except BaseException:
             self.close(ExperimentStatus.INTERRUPTED)
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,9 +94,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     _sqlite_read_pragmas(dbapi_conn, _record)
 
 
+def sqlite_busy_timeout_s() -> float:
+    """Seconds a SQLite call waits for a lock before "database is locked" (then the
+    driver's patience takes over): ``MEMNAS_SQLITE_BUSY_TIMEOUT_S``, 30 by default."""
+    try:
+        return max(0.0, float(os.environ.get("MEMNAS_SQLITE_BUSY_TIMEOUT_S", "30")))
+    except ValueError:
+        return 30.0
+
+
 def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Readers (the dashboard) never change the journal mode: that would be a write.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(sqlite_busy_timeout_s() * 1000)}")
     cur.close()

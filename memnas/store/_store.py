@@ -19,8 +19,10 @@ from memnas.store._models import ArtifactRow, CurvePointRow, ExperimentRow, Tria
 from memnas.store._claims import ExperimentClaims
 from memnas.store._queries import CacheQueries
 from memnas.store._schema import open_schema
+from memnas.store.patience import make_patient
 from memnas.store._statements import (_artifact_row, _put_artifact, _retryable, _row_dict,
-                                      _sql, _sqlite_pragmas, _sqlite_read_pragmas)
+                                      _sql, _sqlite_pragmas, _sqlite_read_pragmas,
+                                      sqlite_busy_timeout_s)
 
 DEFAULT_URL = "sqlite:///memnas.db"
 _WRITE_RETRIES = 20
@@ -65,7 +67,8 @@ class Store(CacheQueries, ExperimentClaims):
                     raise StoreError(f"cannot open store {url!r}: folder {folder!r} does not exist")
                 if read_only and not os.path.exists(db):
                     raise StoreError(f"cannot open store {url!r}: file {db!r} does not exist")
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": sqlite_busy_timeout_s(),
+                                      "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
             if parsed.get_backend_name() == "postgresql":
@@ -78,6 +81,9 @@ class Store(CacheQueries, ExperimentClaims):
             event.listen(self.engine, "connect",
                          _sqlite_read_pragmas if read_only else _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.patience_s = 0.0   # seconds calls wait out an outage (memnas.store.patience)
+        self.gave_up = False
+        self.outages = self.retries = 0
         self._locks_rows = parsed.get_backend_name() != "sqlite"  # SELECT ... FOR UPDATE
         try:
             # The first stores lack the artifacts table; read-only, they are read as they are.
@@ -361,6 +367,15 @@ class Store(CacheQueries, ExperimentClaims):
     def close(self) -> None:
         """Releases the store's connections."""
         self.engine.dispose()
+
+
+# Every call a driver makes waits out an outage of the store (memnas.store.patience).
+make_patient(Store, (
+    "create_experiment", "experiment", "require_experiment", "update_experiment",
+    "experiments", "add_trial", "add_trials", "heartbeat", "update_trial", "update_trials",
+    "clear_curve", "trials", "trial", "curve", "save_artifact", "load_artifact", "artifacts",
+    "claim_experiment", "delete_experiment", "rename_experiment", "drop_failed_run",
+    "evaluations", "evaluations_many", "cache_counters", "feedback_order"))
 
 
 def normalize_url(url: str) -> str:
