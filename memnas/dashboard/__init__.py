@@ -6,15 +6,17 @@ Importing this package is cheap: Streamlit and Plotly load only inside the app.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import sys
+from typing import Mapping
 
 from memnas.errors import ConfigError
 
-__all__ = ["ENV_VAR", "app_path", "check_port", "launch"]
+__all__ = ["ENV_VAR", "app_path", "check_port", "launch", "ssh_hint"]
 
 ENV_VAR = "MEMNAS_STORE"
 """Environment variable the app reads its store URL from (default ``sqlite:///memnas.db``)."""
@@ -49,6 +51,44 @@ def command(port: int = 8501, open_browser: bool = False) -> list[str]:
             # A viewer of a store, not an app being edited: no polling of source files.
             "--server.fileWatcherType", "none",
             "--browser.gatherUsageStats", "false"]
+
+
+def ssh_hint(port: int, environ: Mapping[str, str] | None = None) -> str | None:
+    """How to reach the dashboard from a laptop, when this process runs in an SSH session.
+
+    The server binds 127.0.0.1 only; from another machine it is reached through an SSH
+    tunnel to this host: the server address of ``$SSH_CONNECTION`` (this host's name when
+    that is a loopback address, or when only ``$SSH_CLIENT`` is set), as ``$USER`` (or
+    ``$LOGNAME``), with ``-p`` when SSH listens on another port than 22.
+
+    Args:
+      port: the dashboard's port (the tunnel uses the same one on the laptop).
+      environ: the environment to read (default ``os.environ``).
+
+    Returns:
+      ``"from your laptop: ssh -N -L PORT:127.0.0.1:PORT USER@HOST, then open
+      http://127.0.0.1:PORT"``, or None outside an SSH session.
+    """
+    env = os.environ if environ is None else environ
+    conn = env.get("SSH_CONNECTION", "").split()
+    client = env.get("SSH_CLIENT", "").split()
+    if len(conn) >= 4:
+        host, ssh_port = conn[2], conn[3]
+    elif len(client) >= 3:
+        host, ssh_port = "", client[2]
+    else:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        loopback = not host
+    if loopback:
+        host = socket.gethostname()
+    user = env.get("USER") or env.get("LOGNAME")
+    target = f"{user}@{host}" if user else host
+    flag = f"-p {ssh_port} " if ssh_port not in ("", "22") else ""
+    return (f"from your laptop: ssh -N {flag}-L {port}:127.0.0.1:{port} {target}, "
+            f"then open http://127.0.0.1:{port}")
 
 
 def check_port(port: int, host: str = "127.0.0.1") -> None:

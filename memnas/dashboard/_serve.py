@@ -6,11 +6,13 @@ reads what the Experiment page's first view needs for the most recently updated
 experiments into the same caches the pages use (`memnas.dashboard._ui`'s
 ``st.cache_data`` / ``st.cache_resource`` loaders live in this process's memory), so the
 first visitor does not pay for them. Streamlit answers its health check only afterwards.
+While it serves, the pages watch the store's SQLite file (`sqlite_path`, `file_state`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -58,6 +60,33 @@ def warm(url: str, experiments: int = WARM_EXPERIMENTS) -> dict[str, Any]:
         _restore(quiet)
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite store URL as written in it; None for other databases."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        from memnas.store import normalize_url
+
+        parsed = make_url(normalize_url(url))
+    except Exception:
+        return None
+    db = (parsed.database or "") if parsed.get_backend_name() == "sqlite" else ""
+    return None if db in ("", ":memory:") or db.startswith("file:") else db
+
+
+def file_state(path: str) -> tuple[int, int, int, int] | None:
+    """(device, inode, size, mtime) of a file; None when it does not exist.
+
+    The first two are the file's identity: another file at the same path (replaced, or
+    deleted and put back) has another one while the old file is held open.
+    """
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns
 
 
 def _quiet_streamlit() -> dict[str, int]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, NamedTuple
 
 import streamlit as st
+from sqlalchemy.exc import DBAPIError
 
 from memnas.dashboard import ENV_VAR
+from memnas.dashboard._serve import file_state, sqlite_path
 from memnas.errors import StoreError
-from memnas.store import DEFAULT_URL, Store, reader
+from memnas.store import DEFAULT_URL, Store, normalize_url, reader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPERIMENTS_PAGE = os.path.join(HERE, "views", "experiments.py")
@@ -30,6 +34,8 @@ They are never stale (a new trial changes the key); the TTL and ``max_entries`` 
 memory. Long, so that what the server warmed at start is still there for the first visit.
 """
 LIVE_EVERY_S = 5
+WAIT_EVERY_S = 2
+"""How often a page that cannot read its SQLite store looks whether the file changed."""
 
 
 def store_url() -> str:
@@ -59,10 +65,81 @@ def one_line(e: BaseException, url: str) -> str:
     return f"cannot read store {display_url(url)!r}: {type(orig).__name__}: {first}"
 
 
+def gone_message(url: str, path: str) -> str:
+    """The one line shown while the SQLite file of a store the dashboard had open is missing."""
+    return (f"store {display_url(normalize_url(url))!r} is gone: file {path!r} no longer "
+            "exists; waiting for it")
+
+
+class _Held(NamedTuple):
+    store: Store | None  # None: closed (its file went away, or a read failed)
+    state: tuple[int, ...] | None  # `file_state` of its file when opened
+    first: Any  # its first experiment (id, name, created): another store has another
+
+
 @st.cache_resource(show_spinner=False)
+def _opened() -> tuple[dict[str, _Held], threading.Lock]:
+    return {}, threading.Lock()
+
+
+def _first(store: Store) -> tuple | None:
+    rows = sorted((e["id"], e["name"], str(e.get("created_at"))) for e in store.experiments())
+    return rows[0] if rows else None
+
+
 def get_store(url: str) -> Store:
-    """The read-only `Store` at ``url``, one per URL per server process."""
-    return Store(url, read_only=True)
+    """The read-only `Store` at ``url``, one per URL per server process.
+
+    A SQLite store's file is looked at on every call. Deleted: the store is closed and
+    every call raises `gone_message` until a file is back. Changed (another file at the
+    path, or this one written): the store is closed, before the file is opened again so
+    its WAL is never paired with another file, and when the file is another store (another
+    file, or one rewritten in place with another first experiment) every cached read is
+    dropped.
+
+    Raises:
+      StoreError: the store cannot be opened (one line), or its file is gone.
+    """
+    path = sqlite_path(url)
+    state = file_state(path) if path else None
+    held, lock = _opened()
+    other = False
+    try:
+        with lock:
+            old = held.get(url)
+            if old is not None and old.store is not None:
+                if old.state == state and (state is not None or path is None):
+                    return old.store
+                with contextlib.suppress(Exception):
+                    old.store.close()
+                held[url] = old = old._replace(store=None, state=old.state if state else None)
+            if path is not None and state is None and old is not None:
+                raise StoreError(gone_message(url, path))
+            store = Store(url, read_only=True)
+            try:
+                first = _first(store)
+            except Exception:
+                store.close()
+                raise
+            other = old is not None and (old.state is None or old.state[:2] != state[:2]
+                                         or old.first != first)
+            held[url] = _Held(store, state, first)
+            return store
+    finally:
+        if other:  # outside the lock: reads computing now may be waiting for it
+            _clear_reads()
+
+
+def forget_store(url: str) -> None:
+    """Closes the store at ``url`` and drops every cached read: the next read reopens it."""
+    held, lock = _opened()
+    with lock:
+        old = held.get(url)
+        if old is not None and old.store is not None:
+            held[url] = _Held(None, None, old.first)
+            with contextlib.suppress(Exception):
+                old.store.close()
+    _clear_reads()
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
@@ -192,6 +269,8 @@ def guarded(fn: Callable[..., Any], url: str, *args: Any) -> tuple[bool, Any]:
     try:
         return True, fn(url, *args)
     except Exception as e:  # the dashboard reports, it never shows a traceback
+        if isinstance(e, DBAPIError):  # e.g. the file was rewritten in place: reopen it
+            forget_store(url)
         st.error(one_line(e, url), icon=":material/error:")
         return False, None
 
@@ -243,6 +322,28 @@ def _refresh() -> None:
         fn.clear()
 
 
+def _clear_reads() -> None:
+    for fn in (load_experiments, _cache_counters, load_curve, load_stamp, _frame, _derived,
+               _decision_keys, _decisions, _page_decisions, load_summary, load_numbers,
+               load_trial):
+        fn.clear()
+
+
+def _wait_for_change(url: str) -> None:
+    """After a store error on a SQLite file: reruns the app once the file changes (is put
+    back, replaced or rewritten), looking every `WAIT_EVERY_S` seconds."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    seen = file_state(path)
+
+    def look() -> None:
+        if file_state(path) != seen:
+            st.rerun()
+
+    st.fragment(run_every=WAIT_EVERY_S)(look)()
+
+
 def main() -> None:
     """The entry script: page config, store check, sidebar, then the chosen page."""
     st.set_page_config(page_title="memnas", page_icon=":material/insights:", layout="wide")
@@ -259,6 +360,7 @@ def main() -> None:
     st.sidebar.caption(f"Store: `{display_url(url)}` (read-only)")
     rows = experiments()
     if rows is None:
+        _wait_for_change(url)
         st.stop()
     experiment_selector([e["name"] for e in rows])
     st.sidebar.toggle(f"Live update (every {LIVE_EVERY_S} s)", key=LIVE_KEY)

@@ -1,7 +1,7 @@
 """Store outages during a run: a PostgreSQL restart, dropped connections, SQLite locked, a full disk.
 
 Every fault is real: a PostgreSQL server of the test's own stopped and started
-(`pgserver.PgServer`), its connections terminated by ``pg_terminate_backend``, a SQLite
+(`memnas.testing.PgServer`), its connections terminated by ``pg_terminate_backend``, a SQLite
 file locked by another connection, a SQLite store on a small tmpfs that fills up. What a
 user would lose is checked: a result gone, a trial run twice to completion, a trial left
 running, a run that stops without saying why.
@@ -19,7 +19,7 @@ import time
 import pytest
 
 import outagetoys
-import pgserver
+from memnas import testing as pgserver
 from memnas.errors import StoreFull, StoreUnavailable
 from memnas.store import Store
 

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server of the test's own, which a test may stop and start (outages)."""
+"""Tools for testing memnas under real faults: a throwaway PostgreSQL server to stop and start (outages)."""
 
 from __future__ import annotations
 
