@@ -315,9 +315,12 @@ def _check_space(value: Any, where: str = "space") -> None:
         for i, choice in enumerate(value.candidates):
             at = f"{where}[choice {i}]"
             if isinstance(choice, (types.FunctionType, type)) and "<" in choice.__qualname__:
-                raise ConfigError(f"space value {_shown(choice)} at {at} has no importable name "
-                                  f"(a lambda, or defined inside a function): define it at "
-                                  f"module level")
+                code = getattr(choice, "__code__", None)
+                line = f", line {code.co_firstlineno}" if code else ""
+                raise ConfigError(f"space value {choice.__module__}.{choice.__qualname__} "
+                                  f"({type(choice).__name__}{line}) at {at} has no importable "
+                                  f"name (a lambda, or defined inside a function): define it "
+                                  f"at module level")
             _check_space(choice, at)
             key = _serialised(choice, at)
             if key in seen:

@@ -11,8 +11,9 @@ import time
 import traceback
 from typing import Any, Callable, Iterator
 
-from memnas.measurement import Context, Measurement
+from memnas.measurement import Context, Measurement, MeasurementError, curve_points
 from memnas.records import Outcome, TrialStatus, timed_out_reason
+from memnas.store import artifacts
 
 
 class _OverTime(BaseException):
@@ -25,8 +26,15 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
     """Evaluates one candidate and returns its `Outcome`; never raises.
 
     Completed with the evaluator's metrics, costs and artifact; or failed with the
-    traceback, with the reason the result was refused (non-finite values), or for its
-    time limit.
+    traceback, with the reason the result was refused, or for its time limit.
+
+    A result is checked here, in the worker, before it travels back: what the driver
+    gets holds only floats, strings and NumPy arrays (tensors read with ``.item()`` or
+    moved to the CPU), so it unpickles anywhere and the store can take it. A value
+    memnas cannot store (`memnas.measurement.MeasurementError`: a string or None for a
+    result, an array for a metric, too many metrics, a bad ``ctx.report``; non-finite
+    metrics; an artifact that is not arrays and JSON or is over
+    `memnas.store.artifacts.MAX_ARTIFACT_BYTES`) fails the trial with one line naming it.
 
     Args:
       evaluator: the experiment's evaluator.
@@ -38,32 +46,65 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
     """
     start = time.perf_counter()
     outcome = Outcome(TrialStatus.FAILED, node=node_name())
+    returned: list[dict[str, Any]] = []  # the curve points of the evaluator's Measurement
     try:
         with _deadline(time_limit):
             value = evaluator(candidate, ctx)
-        m = Measurement.coerce(value)
     except _OverTime:
         outcome.wall_time = time.perf_counter() - start
         outcome.error = timed_out_reason(time_limit, outcome.wall_time)
+    except MeasurementError as e:  # ctx.report refused a value: one line says which
+        outcome.error = _one_line(e)
     except Exception:  # the evaluator's failure becomes a failed trial, not a crash
         outcome.error = traceback.format_exc(limit=20)
     else:
-        outcome.metrics, outcome.costs = m.metrics, m.costs
-        bad = m.non_finite()
-        if bad:
-            outcome.error = (f"evaluator returned non-finite values for {bad}: "
-                             f"{ {k: m.values()[k] for k in bad} }")
+        try:
+            m = Measurement.coerce(value)
+            artifact = None if m.artifact is None else artifacts.checked(m.artifact)
+        except MeasurementError as e:
+            outcome.error = _one_line(e)
+        except Exception as e:  # an artifact encode refuses, a value that raises when read
+            what = "artifact" if isinstance(value, Measurement) and \
+                value.artifact is not None else "result"
+            outcome.error = f"the evaluator's {what} cannot be stored: {_one_line(e, True)}"
         else:
-            outcome.status, outcome.artifact = TrialStatus.COMPLETED, m.artifact
-        # Points sent through ctx.report and returned in m.curve too are kept once.
-        seen = {(p["step"], p["name"]) for p in ctx.curve}
-        ctx.curve.extend(p for p in m.curve if (p["step"], p["name"]) not in seen)
-        if m.wall_time is not None:
-            outcome.wall_time = float(m.wall_time)
+            _completed(outcome, m, artifact)
+            returned = m.curve
     if outcome.wall_time is None:
         outcome.wall_time = time.perf_counter() - start
-    outcome.curve = ctx.curve
+    try:  # ctx.report checked its points; these are checked again in case of a hand-made one
+        curve = curve_points(ctx.curve, "ctx.curve")
+        seen = {(p["step"], p["name"]) for p in curve}  # points reported and returned: once
+        curve += curve_points([p for p in returned if (p["step"], p["name"]) not in seen],
+                              "Measurement.curve", already=len(curve))
+    except MeasurementError as e:
+        curve = []
+        if outcome.status == TrialStatus.COMPLETED:
+            outcome.status, outcome.artifact = TrialStatus.FAILED, None
+            outcome.error = _one_line(e)
+    outcome.curve = curve
     return outcome
+
+
+def _completed(outcome: Outcome, m: Measurement, artifact: dict[str, Any] | None) -> None:
+    """Fills ``outcome`` from a checked measurement: completed unless a value is not finite."""
+    outcome.metrics, outcome.costs = m.metrics, m.costs
+    bad = m.non_finite()
+    if bad:
+        outcome.error = (f"evaluator returned non-finite values for {bad}: "
+                         f"{ {k: m.values()[k] for k in bad} }")
+    else:
+        outcome.status, outcome.artifact = TrialStatus.COMPLETED, artifact
+    if m.wall_time is not None:
+        outcome.wall_time = m.wall_time
+
+
+def _one_line(error: BaseException, with_type: bool = False) -> str:
+    """An error's message on one line (at most 500 characters), with its type if asked."""
+    text = " ".join(str(error).split())
+    if with_type or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
 
 
 @contextlib.contextmanager
