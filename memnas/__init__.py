@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from memnas.errors import ConfigError, MemnasError, StoreError
+from memnas.errors import (ConfigError, MemnasError, StoreError, StoreFull,
+                           StoreUnavailable)
 from memnas.measurement import Context, Measurement
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "Context", "Experiment", "Measurement", "MemnasError", "Result",
-           "StoreError", "load", "load_experiment_file", "__version__"]
+           "StoreError", "StoreFull", "StoreUnavailable", "load", "load_experiment_file",
+           "__version__"]
 
 _LAZY = {
     "Experiment": ("memnas.experiment", "Experiment"),

@@ -134,7 +134,9 @@ def start_ray(address: str | None = None, num_cpus: float | None = None,
       True when this call started (or connected) Ray: the caller shuts it down.
 
     Raises:
-      ConfigError: the cluster at ``address`` cannot be reached.
+      ConfigError: the cluster at ``address`` cannot be reached, or refuses this
+        process for its authentication token (or want of one): the message says what
+        to set (`AUTH_HINT`).
     """
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
@@ -159,14 +161,74 @@ def start_ray(address: str | None = None, num_cpus: float | None = None,
     else:
         # A cluster: ship memnas and the user's modules to the workers.
         import memnas
+        from ray.exceptions import AuthenticationError
 
+        refused = _refused_for_token(address)   # in milliseconds, where Ray takes 20 s
+        if refused:
+            raise ConfigError(f"cannot connect to Ray at {address!r}: {refused}")
         try:
             ray.init(address=address, logging_level="ERROR",
                      runtime_env={"py_modules": [memnas, *modules]})
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e):
+                msg = _token_hint()
             raise ConfigError(f"cannot connect to Ray at {address!r}: {msg}") from None
     return True
+
+
+AUTH_HINT = ("the cluster requires token authentication; set RAY_AUTH_MODE=token (the "
+             "token is read from ~/.ray/auth_token, or set RAY_AUTH_TOKEN to the output of "
+             "`ray get-auth-token` on the head node)")
+"""Why a driver without ``RAY_AUTH_MODE=token`` cannot join a cluster of ``ray start``
+(Ray 2.60 turns token authentication on there whenever the head has ``~/.ray/auth_token``,
+as it has once a local ``ray.init`` ran there)."""
+
+
+def _token_hint() -> str:
+    """What to set for a cluster that refused this process for its token (or want of one).
+
+    memnas never turns token mode on by itself: like ``ray.init``, which does so only
+    for a local cluster it finds (address None or "auto"), it sends the token of this
+    machine (``~/.ray/auth_token``) only to a cluster the user said it is for.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").strip().lower() != "token":
+        return AUTH_HINT
+    fix = "set RAY_AUTH_TOKEN to the output of `ray get-auth-token` on the head node"
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return f"the cluster rejected the token in RAY_AUTH_TOKEN; {fix}"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join("~", ".ray", "auth_token")
+    if not os.path.isfile(os.path.expanduser(path)):
+        return f"RAY_AUTH_MODE=token is set but there is no token in {path}; {fix}"
+    return f"the cluster rejected the token in {path}; {fix}"
+
+
+def _refused_for_token(address: str) -> str | None:
+    """`_token_hint` when the cluster at a ``host:port`` address refuses this process's
+    token (or its want of one), else None.
+
+    Asks the cluster's GCS for its id once: an answer or a refusal takes milliseconds,
+    where ``ray.init`` retries a refusal for 20 s and then reports only that it could
+    not connect. Anything else (nobody answers, another Ray, ``ray://`` and "auto"
+    addresses) is left to ``ray.init`` and its own messages.
+    """
+    if "://" in address or address in ("auto", "local"):
+        return None
+    from ray.exceptions import AuthenticationError
+
+    try:  # Ray's own client (no public API asks a cluster without joining it)
+        from ray._raylet import (AuthenticationMode, AuthenticationTokenLoader,
+                                 InnerGcsClient, get_authentication_mode)
+
+        if get_authentication_mode() == AuthenticationMode.TOKEN and \
+                not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+            return _token_hint()   # the client would abort this process (Ray 2.60)
+        InnerGcsClient.standalone(address, None, 5000)
+    except AuthenticationError:
+        return _token_hint()
+    except Exception:  # unreachable, or a Ray whose client differs: ray.init says
+        return None
+    return None
 
 
 _WATCHDOGS: list[tuple[subprocess.Popen, int]] = []   # (watchdog, our end of its pipe)
