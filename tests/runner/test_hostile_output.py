@@ -20,6 +20,9 @@ from memnas.measurement import MAX_VALUES, Context, Measurement, MeasurementErro
 from memnas.runner._trial import run_trial
 from memnas.store import Store, reader
 from memnas.store.artifacts import MAX_ARTIFACT_BYTES
+from pgtools import POSTGRES_URL, reset_postgres
+
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
 class Opaque:
@@ -98,10 +101,14 @@ def _experiment(url, name="hostile"):
                              cache=False)
 
 
-@pytest.fixture(scope="module")
-def hostile_store(tmp_path_factory):
-    """A store filled by one in-process run through every case."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('hostile')}/hostile.db"
+@pytest.fixture(scope="module", params=BACKENDS)
+def hostile_store(request, tmp_path_factory):
+    """A store filled by one in-process run through every case, on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('hostile')}/hostile.db"
+    else:
+        reset_postgres(POSTGRES_URL)
+        url = POSTGRES_URL
     _experiment(url).run(max_trials=len(CASES) + GOOD, executor="local")
     return url
 
