@@ -1,18 +1,20 @@
 """Cost metrics of a candidate: parameters, inference state size, FLOPs per token, latency.
 
 `known_costs` are those known before training (a model built once, no training), what an
-evaluator's ``costs(candidate)`` hook answers; `model_costs` adds the measured latency.
+evaluator's ``costs(candidate)`` hook answers; `model_costs` adds the measured latency
+(CUDA events on a GPU, see `memnas.evaluators.accel`).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils import flop_counter
+
+from memnas.evaluators import accel
 
 _SDPA_CPU = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
@@ -48,43 +50,39 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 @torch.no_grad()
-def measure_latency(
-    model: nn.Module, inputs: torch.Tensor, warmup: int = 2, repeats: int = 7
-) -> float:
-    """Median wall time of one forward pass on ``inputs``, in milliseconds.
+def measure_latency(model: nn.Module, inputs: torch.Tensor, warmup: int = 2, repeats: int = 7,
+                    precision: str = "fp32") -> float:
+    """Median time of one forward pass on ``inputs``, in milliseconds.
 
-    Runs in eval mode without gradients, after ``warmup`` untimed passes, and
-    synchronizes CUDA around each timed pass. The module's training mode is restored.
+    Runs in eval mode without gradients, after ``warmup`` untimed passes (which compile a
+    compiled model). Each pass is timed by `memnas.evaluators.accel.elapsed_ms`: with CUDA
+    events on a GPU (synchronised), wall time on the CPU. The module's training mode is
+    restored.
 
     Args:
       model: The module; ``inputs`` must be on its device.
       inputs: A fixed batch.
       warmup: Untimed passes first.
       repeats: Timed passes; the median is returned.
+      precision: Autocast of the passes (`memnas.evaluators.accel.autocast`): ``"fp32"``,
+        ``"bf16"`` or ``"fp16"``, the precision the model trained at.
 
     Raises:
       ValueError: if ``repeats < 1``.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    cuda = inputs.is_cuda
     was_training = model.training
     model.eval()
     try:
-        for _ in range(warmup):
-            model(inputs)
-        times = []
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize(inputs.device)
-            start = time.perf_counter()
-            model(inputs)
-            if cuda:
-                torch.cuda.synchronize(inputs.device)
-            times.append(time.perf_counter() - start)
+        with accel.autocast(inputs.device, precision):
+            for _ in range(warmup):
+                model(inputs)
+            times = [accel.elapsed_ms(lambda: model(inputs), inputs.device)
+                     for _ in range(repeats)]
     finally:
         model.train(was_training)
-    return 1000.0 * statistics.median(times)
+    return statistics.median(times)
 
 
 def state_bytes(candidate: Any, element_size: int = 4) -> float | None:
@@ -150,14 +148,18 @@ def known_costs(candidate: Any, model: nn.Module, inputs: torch.Tensor) -> dict[
     return costs
 
 
-def model_costs(candidate: Any, model: nn.Module, inputs: torch.Tensor) -> dict[str, float]:
+def model_costs(candidate: Any, model: nn.Module, inputs: torch.Tensor,
+                timed: nn.Module | None = None, precision: str = "fp32") -> dict[str, float]:
     """The costs every trained sequence model stores: `known_costs` and ``latency_ms``.
 
     Args:
       candidate: The spec ``model`` was built from.
-      model: The trained module, on the device of ``inputs``.
+      model: The trained module, on the device of ``inputs``; its costs are counted in
+        float32 (as an evaluator's ``costs`` hook counts them).
       inputs: A fixed batch of token ids ``(B, T)``, timed whole for ``latency_ms``
-        (median forward time).
+        (median forward time, `measure_latency`).
+      timed: The module timed instead of ``model``: its compiled form (``torch.compile``).
+      precision: The autocast ``latency_ms`` is timed under: the training's.
     """
-    latency = measure_latency(model, inputs)
+    latency = measure_latency(model if timed is None else timed, inputs, precision=precision)
     return {**known_costs(candidate, model, inputs), "latency_ms": latency}

@@ -8,6 +8,7 @@ import re
 import zlib
 from typing import Any, Mapping
 
+from memnas.evaluators import accel
 from memnas.evaluators.protocol import check_lr_sweep, check_sweep_metric
 from memnas.evaluators.training import SequenceTask, TrainEvaluator, _derive_seed
 from memnas.measurement import Context, Measurement
@@ -62,6 +63,11 @@ class MultiTaskEvaluator:
     and with ``ctx.resume`` such an artifact every task continues its own run (costs
     then hold ``budget_spent``, the steps each task trained in this trial).
 
+    Accelerators: ``precision``, ``compile`` and ``compile_backend`` are each task's
+    `TrainEvaluator`'s, and so are its GPU costs (``peak_memory_bytes``, ``latency_ms``),
+    ``ctx.batch_scale`` and cost ``batch_size``; a cost is the largest over the tasks but
+    ``compile_s``, their sum (every task's model is compiled afresh).
+
     Attributes:
       tasks: ``(name, task)`` pairs (a mapping is accepted and turned into pairs);
         names of letters, digits and underscores.
@@ -78,6 +84,9 @@ class MultiTaskEvaluator:
       match_vocab: Clone the candidate with each task's ``vocab_size``.
       lr_sweep: Peak learning rates each task trains with, one run each; empty: ``lr``.
       sweep_metric: How a task's best run is chosen: ``"accuracy"`` or ``"loss"``.
+      precision: ``"fp32"``, ``"bf16"`` (the choice on a GPU) or ``"fp16"`` (`TrainEvaluator`).
+      compile: ``torch.compile`` each task's model; cost ``compile_s``.
+      compile_backend: Its backend, e.g. ``"inductor"`` or ``"aot_eager"``.
     """
 
     tasks: tuple[tuple[str, SequenceTask], ...] | Mapping[str, SequenceTask]
@@ -94,10 +103,15 @@ class MultiTaskEvaluator:
     match_vocab: bool = True
     lr_sweep: tuple[float, ...] = ()
     sweep_metric: str = "accuracy"
+    precision: str = "fp32"
+    compile: bool = False
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_sweep", check_lr_sweep(self.lr_sweep))
         check_sweep_metric(self.sweep_metric)
+        accel.check_precision(self.precision)
+        accel.check_compile(self.compile, self.compile_backend)
         pairs = tuple(self.tasks.items() if isinstance(self.tasks, Mapping) else self.tasks)
         if not pairs:
             raise ValueError("MultiTaskEvaluator needs at least one task, got none")
@@ -148,9 +162,9 @@ class MultiTaskEvaluator:
         Returns:
           metrics ``acc_<task>`` and ``loss_<task>`` for each task (with a sweep,
           ``best_lr_<task>`` too), ``accuracy`` and ``loss`` their means; each cost
-          (``params``, ``latency_ms``, ``flops_per_token``, ``state_bytes``) the
-          largest over the tasks' models; the curve of every task; with
-          ``ctx.checkpoint``, every task's checkpoint (class docstring).
+          (``params``, ``latency_ms``, ``flops_per_token``, ``state_bytes``, ...) the
+          largest over the tasks' models (``compile_s`` their sum); the curve of every
+          task; with ``ctx.checkpoint``, every task's checkpoint (class docstring).
 
         Raises:
           ValueError: if the candidate's vocabulary is smaller than a task's,
@@ -171,6 +185,8 @@ class MultiTaskEvaluator:
             offset = index * int(steps) if isinstance(steps, numbers.Integral) else 0
             child = _TaskContext(ctx, name, offset, **{**fields, "seed": seed, "curve": [],
                                                        "resume": resumes[index]})
+            if hasattr(ctx, "batch_scale"):  # an attribute on a Context without the field
+                child.batch_scale = ctx.batch_scale  # type: ignore[attr-defined]
             m = self.trainer(task)(self._for_task(candidate, task), child)
             checkpoints[name] = m.artifact
             metrics[f"acc_{name}"] = m.metrics["accuracy"]
@@ -178,7 +194,8 @@ class MultiTaskEvaluator:
             if self.lr_sweep:
                 metrics[f"best_lr_{name}"] = m.metrics["best_lr"]
             for key, value in m.costs.items():
-                costs[key] = max(costs.get(key, value), value)
+                costs[key] = costs.get(key, 0.0) + value if key == "compile_s" \
+                    else max(costs.get(key, value), value)
         n = len(self.tasks)
         metrics["accuracy"] = sum(metrics[f"acc_{name}"] for name in self.task_names) / n
         metrics["loss"] = sum(metrics[f"loss_{name}"] for name in self.task_names) / n

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from memnas.errors import ConfigError
+from memnas.evaluators import accel
+from memnas.evaluators.costs import measure_latency
 from memnas.evaluators.digits import Digits, Split
 from memnas.measurement import Context, Measurement
 from memnas.searchspace.sparse import MLP, Masks, SparseNet, apply_masks, full_masks, prunable
@@ -19,7 +21,8 @@ State = dict[str, torch.Tensor]
 
 @dataclasses.dataclass
 class TrainRun:
-    """What one masked training run gives: accuracies, final and rewind weights, curve."""
+    """What one masked training run gives: accuracies, final and rewind weights, curve, and
+    the costs of its accelerator settings (``compile_s``; ``latency_ms`` on a GPU)."""
 
     val_accuracy: float
     test_accuracy: float
@@ -27,18 +30,21 @@ class TrainRun:
     final: State
     rewind: State | None
     curve: list[dict[str, Any]]
+    costs: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def train_masked(model: torch.nn.Module, masks: Masks, split: Split, steps: int,
                  batch_size: int = 60, lr: float = 1.2e-3, data_seed: int = 0,
                  start_step: int = 0, rewind_step: int | None = None, report_every: int = 50,
-                 report: Callable[..., None] | None = None,
-                 device: str = "cpu") -> TrainRun:
+                 report: Callable[..., None] | None = None, device: str = "cpu",
+                 precision: str = "fp32", compile_backend: str | None = None) -> TrainRun:
     """Trains ``model`` with Adam from ``start_step`` to ``steps``, masks reapplied every step.
 
     Minibatches follow one fixed order per ``data_seed`` (a fresh permutation of the
     training set each epoch), indexed by step, so a run rewound to step k sees the same
-    batches from k on as the dense run did.
+    batches from k on as the dense run did. On a GPU the data is pinned and copied once,
+    and ``latency_ms`` (CUDA events, `measure_latency`) is timed on ``batch_size``
+    validation rows.
 
     Args:
       model: A module mapping ``(B, d)`` features to ``(B, classes)`` logits.
@@ -54,6 +60,10 @@ def train_masked(model: torch.nn.Module, masks: Masks, split: Split, steps: int,
       report_every: Steps between curve points (train loss, validation accuracy).
       report: Called as ``report(step, **values)`` for each curve point.
       device: Torch device.
+      precision: Autocast of the forward pass and loss: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+        (with a GradScaler); see `memnas.evaluators.accel`.
+      compile_backend: ``torch.compile`` the model with this backend first (cost
+        ``compile_s``); None: not compiled.
 
     Raises:
       ValueError: ``start_step`` outside ``[0, steps)``.
@@ -61,38 +71,46 @@ def train_masked(model: torch.nn.Module, masks: Masks, split: Split, steps: int,
     if not 0 <= start_step < steps:
         raise ValueError(f"start_step must lie in [0, steps={steps}), got {start_step}")
     model = model.to(device)
+    net = model if compile_backend is None else accel.compile_model(model, compile_backend)
     masks = {n: m.to(device) for n, m in masks.items()}
     apply_masks(model, masks)
-    x, y = torch.from_numpy(split.x_train).to(device), torch.from_numpy(split.y_train).to(device)
+    x, y = (accel.to_device(torch.from_numpy(a), device) for a in (split.x_train, split.y_train))
     per_epoch = max(1, len(x) // batch_size)
     rng = np.random.default_rng(data_seed)
     orders = [rng.permutation(len(x)) for _ in range((steps - 1) // per_epoch + 1)]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scaler = accel.grad_scaler(device, precision)
+    clock = accel.CompileClock(device, net is not model)
     rewind = _snapshot(model) if rewind_step == start_step else None
     curve: list[dict[str, Any]] = []
     window, count = 0.0, 0
     model.train()
     for step in range(start_step, steps):
         epoch, i = divmod(step, per_epoch)
-        idx = torch.from_numpy(orders[epoch][i * batch_size:(i + 1) * batch_size]).to(device)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        idx = accel.to_device(torch.from_numpy(orders[epoch][i * batch_size:(i + 1) * batch_size]),
+                              device)
+        with accel.autocast(device, precision):
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+        accel.optimizer_step(loss, optimizer, model.parameters(), scaler)
         apply_masks(model, masks)
+        clock.lap()
         window, count = window + loss.item(), count + 1
         if rewind_step is not None and step + 1 == rewind_step:
             rewind = _snapshot(model)
         if (step + 1) % report_every == 0 or step + 1 == steps:
-            val_acc, _ = _score(model, split.x_val, split.y_val, device)
+            val_acc, _ = _score(net, split.x_val, split.y_val, device, precision)
             points = {"loss": window / count, "val_accuracy": val_acc}
             curve.extend({"step": step + 1, "name": k, "value": v} for k, v in points.items())
             if report is not None:
                 report(step + 1, **points)
             window, count = 0.0, 0
-    val_acc, val_loss = _score(model, split.x_val, split.y_val, device)
-    test_acc, _ = _score(model, split.x_test, split.y_test, device)
-    return TrainRun(val_acc, test_acc, val_loss, _snapshot(model), rewind, curve)
+    val_acc, val_loss = _score(net, split.x_val, split.y_val, device, precision)
+    test_acc, _ = _score(net, split.x_test, split.y_test, device, precision)
+    costs = clock.costs()
+    if torch.device(device).type == "cuda":
+        rows = accel.to_device(torch.from_numpy(split.x_val[:batch_size]), device)
+        costs["latency_ms"] = measure_latency(net, rows, precision=precision)
+    return TrainRun(val_acc, test_acc, val_loss, _snapshot(model), rewind, curve, costs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +140,14 @@ class SparseTrainEvaluator:
     ``start_step``); ``ctx.budget``, ``ctx.resume`` and ``ctx.checkpoint`` are not read,
     and no ``budget_spent`` is set.
 
+    Accelerators (`memnas.evaluators.accel`): ``precision`` and ``compile`` as
+    `TrainEvaluator`'s (costs ``compile_s``, summed over a ``prune_steps`` run and the
+    trial's run); on a GPU, costs ``peak_memory_bytes`` and ``latency_ms`` (CUDA events,
+    ``batch_size`` validation rows). A trial trains ``max(1, int(batch_size *
+    ctx.batch_scale))`` examples per step, with cost ``batch_size`` when the scale is not
+    1 (a retry after running out of GPU memory); at scale 1 a trial on the CPU stores
+    exactly the costs ``costs(candidate)`` announces.
+
     Attributes:
       data: The data source.
       steps: Training steps (Adam, constant learning rate, as in Frankle & Carbin).
@@ -135,6 +161,9 @@ class SparseTrainEvaluator:
       init_seed: Initialise every candidate from this seed (subnetworks of one
         initialised parent, as in the node-space search); None: ``ctx.seed``.
       data_seed: Minibatch order for every candidate; None: ``ctx.seed``.
+      precision: ``"fp32"``, ``"bf16"`` (the choice on a GPU) or ``"fp16"`` (GradScaler).
+      compile: ``torch.compile`` the model before training; cost ``compile_s``.
+      compile_backend: Its backend, e.g. ``"inductor"`` or ``"aot_eager"``.
     """
 
     data: Digits = Digits()
@@ -146,6 +175,13 @@ class SparseTrainEvaluator:
     prune_steps: int = 0
     init_seed: int | None = None
     data_seed: int | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    compile_backend: str = "inductor"
+
+    def __post_init__(self) -> None:
+        accel.check_precision(self.precision)
+        accel.check_compile(self.compile, self.compile_backend)
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Trains and measures ``candidate``; see the class docstring."""
@@ -168,8 +204,13 @@ class SparseTrainEvaluator:
                               f"{split.in_features}, ...)")
         init_seed = int(art.get("init_seed", _first(self.init_seed, ctx.seed)))
         data_seed = int(art.get("data_seed", _first(self.data_seed, ctx.seed)))
+        device, batch_size = ctx.device, accel.scaled_batch(self.batch_size, ctx)
+        settings = dict(device=device, precision=self.precision,
+                        compile_backend=self.compile_backend if self.compile else None)
+        accel.reset_peak_memory(device)
         torch.manual_seed(init_seed)
         model = parent.build()
+        compile_s = 0.0
         if art.get("weights") is not None:
             model.load_state_dict({k: torch.from_numpy(np.array(v))
                                    for k, v in art["weights"].items()})
@@ -180,7 +221,8 @@ class SparseTrainEvaluator:
             if candidate.criterion == "magnitude" and self.prune_steps > 0:
                 init = _snapshot(model)
                 dense = train_masked(model, full_masks(model), split, self.prune_steps,
-                                     self.batch_size, self.lr, data_seed, device=ctx.device)
+                                     batch_size, self.lr, data_seed, **settings)
+                compile_s = dense.costs.get("compile_s", 0.0)
                 model.load_state_dict(dense.final)
                 masks = candidate.masks(model, gen)
                 model.load_state_dict(init)
@@ -189,15 +231,18 @@ class SparseTrainEvaluator:
         else:
             masks = full_masks(model)
         rewind_step = art.get("rewind_step")
-        run = train_masked(model, masks, split, self.steps, self.batch_size, self.lr, data_seed,
+        run = train_masked(model, masks, split, self.steps, batch_size, self.lr, data_seed,
                            start_step=int(art.get("start_step", 0)),
                            rewind_step=None if rewind_step is None else int(rewind_step),
-                           report_every=self.report_every, report=ctx.report, device=ctx.device)
+                           report_every=self.report_every, report=ctx.report, **settings)
         names = prunable(model)
+        costs = {**_mask_costs(model, masks), **run.costs, **accel.device_costs(device),
+                 **accel.batch_costs(self.batch_size, ctx)}
+        if self.compile:
+            costs["compile_s"] += compile_s
         m = Measurement(
             metrics={"accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
-                     "val_loss": run.val_loss},
-            costs=_mask_costs(model, masks), curve=list(run.curve))
+                     "val_loss": run.val_loss}, costs=costs, curve=list(run.curve))
         if self.return_weights or art.get("return_weights"):
             m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()},
                           "prunable": names,
@@ -246,11 +291,13 @@ def _numpy(state: State) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def _score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray,
-           device: str) -> tuple[float, float]:
+def _score(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: str,
+           precision: str = "fp32") -> tuple[float, float]:
     model.eval()
-    logits = model(torch.from_numpy(x).to(device))
-    target = torch.from_numpy(y).to(device)
+    with accel.autocast(device, precision):
+        logits = model(accel.to_device(torch.from_numpy(x), device))
+        target = accel.to_device(torch.from_numpy(y), device)
+        loss = float(F.cross_entropy(logits, target))
     model.train()
     accuracy = float((logits.argmax(-1) == target).float().mean())
-    return accuracy, float(F.cross_entropy(logits, target))
+    return accuracy, loss

@@ -44,9 +44,8 @@ class TextCorpus:
     Held out: a folder's file is validation text when ``sha256(relative path) % 1000
     < 1000 * valid_fraction`` (no file is split, so nothing recalled leaks); a single
     file or an array holds out its last ``valid_fraction``. `batch` draws random
-    windows of the training split, `valid_batch` of validation; every position is
-    scored with the next token. `LanguageModelEvaluator` evaluates on validation (a
-    plain `TrainEvaluator` would evaluate on training text).
+    windows of the training split, `valid_batch` of validation (what a `TrainEvaluator`
+    evaluates on); every position is scored with the next token.
 
     The source is read at construction and named by ``corpus_sha256`` (kind, relative
     paths, bytes), ``python_version`` (stdlib only) and ``num_tokens``, which enter an
@@ -200,24 +199,25 @@ class TextCorpus:
 
 
 class _TimedCorpus:
-    """`TrainEvaluator`'s task: the corpus's batches, training ones timed for tokens/s."""
+    """`TrainEvaluator`'s task: the corpus's batches, training ones timed for tokens/s but
+    each run's first ``warmup`` steps (which compile; a run starts at its held-out draw)."""
 
-    def __init__(self, corpus: TextCorpus) -> None:
-        self.corpus, self.vocab_size = corpus, corpus.vocab_size
-        self.heldout_batches, self.tokens, self.seconds = 0, 0, 0.0
+    def __init__(self, corpus: TextCorpus, warmup: int = 0) -> None:
+        self.corpus, self.vocab_size, self.warmup = corpus, corpus.vocab_size, warmup
+        self.heldout_batches, self.tokens, self.seconds, self.seen = 0, 0, 0.0, 0
         self.last: tuple[float, int] | None = None
 
     def valid_batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.heldout_batches += 1
-        self.last = None
+        self.last, self.seen = None, 0
         return self.corpus.valid_batch(n, seed)
 
     def batch(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         now = time.perf_counter()
-        if self.last is not None:
+        if self.last is not None and self.seen > self.warmup:
             self.seconds += now - self.last[0]
             self.tokens += self.last[1]
-        self.last = (now, n * self.corpus.seq_len)
+        self.last, self.seen = (now, n * self.corpus.seq_len), self.seen + 1
         return self.corpus.batch(n, seed)
 
 
@@ -232,9 +232,9 @@ class LanguageModelEvaluator:
     Attributes:
       corpus: The text, e.g. ``TextCorpus()`` (the Python standard library).
       steps, batch_size, lr, weight_decay, warmup_frac, grad_clip, eval_examples,
-        eval_seed, report_every, latency_batch_size, eval_at, lr_sweep, sweep_metric:
-        `TrainEvaluator`'s (one it lacks must keep its default); a sweep's best run is
-        by ``"loss"``, i.e. bits, by default.
+        eval_seed, report_every, latency_batch_size, eval_at, lr_sweep, sweep_metric,
+        precision, compile, compile_backend: `TrainEvaluator`'s (one it lacks must keep
+        its default): ``precision="bf16"`` on a GPU; a sweep's best run is by ``"loss"``.
     """
 
     corpus: TextCorpus
@@ -251,6 +251,9 @@ class LanguageModelEvaluator:
     eval_at: tuple[int, ...] = ()
     lr_sweep: tuple[float, ...] = ()
     sweep_metric: str = "loss"
+    precision: str = "fp32"
+    compile: bool = False
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         if not isinstance(self.corpus, TextCorpus):
@@ -266,16 +269,13 @@ class LanguageModelEvaluator:
         Raises:
           ConfigError: naming a setting off its default that `TrainEvaluator` lacks.
         """
-        known = {f.name for f in dataclasses.fields(TrainEvaluator)}
-        settings = {}
+        known = {f.name for f in dataclasses.fields(TrainEvaluator)} - {"task"}
+        settings = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in known and f.name != "task":
-                settings[f.name] = value
-            elif f.name != "corpus" and value != f.default:
-                raise ConfigError(f"LanguageModelEvaluator: {f.name}={value!r} needs a "
-                                  f"TrainEvaluator with a {f.name} field")
-        return TrainEvaluator(task=task, **settings)
+            if f.name not in known | {"corpus"} and settings[f.name] != f.default:
+                raise ConfigError(f"LanguageModelEvaluator: {f.name}={settings[f.name]!r} needs "
+                                  f"a TrainEvaluator with a {f.name} field")
+        return TrainEvaluator(task=task, **{k: v for k, v in settings.items() if k in known})
 
     def __call__(self, candidate: Any, ctx: Context | None = None) -> Measurement:
         """Trains ``candidate`` on the training split and evaluates it on validation.
@@ -290,7 +290,7 @@ class LanguageModelEvaluator:
           ...) and for each ``loss<suffix>`` ``bits_per_token<suffix>`` and
           ``bits_per_byte<suffix>`` (not for an array without ``bytes_per_token``); its
           costs and ``tokens_per_s`` (training tokens per second of wall time, from 2
-          steps); its curve and ``eval_bits_per_token``; its checkpoint.
+          steps; 3 when compiled); its curve and ``eval_bits_per_token``; its checkpoint.
 
         Raises:
           ValueError: a ``max_len`` or ``vocab_size`` short of the corpus's, or as `TrainEvaluator`.
@@ -300,7 +300,7 @@ class LanguageModelEvaluator:
         if isinstance(max_len, int) and max_len < self.corpus.seq_len:
             raise ValueError(f"the candidate's max_len={max_len} is shorter than the corpus's "
                              f"seq_len={self.corpus.seq_len}")
-        router = _TimedCorpus(self.corpus)
+        router = _TimedCorpus(self.corpus, int(self.compile))  # a compiling step is no speed
         m = self.trainer(router)(candidate, ctx)
         if router.heldout_batches == 0:  # TrainEvaluator reads valid_batch: a guard all the same
             raise RuntimeError("LanguageModelEvaluator: nothing was evaluated on validation text")
