@@ -59,6 +59,10 @@ class Experiment:
       warm_start: names of finished experiments in the same store, on the same space,
         whose results the algorithm learns from before its first proposal; the new
         experiment's trials stay its own.
+      oom_retry: run a trial whose evaluator ran out of GPU memory once more, with
+        ``ctx.batch_scale`` 0.5 (trainers halve their batch size; the run is stored with
+        the cost ``batch_scale``); one of its ``max_attempts`` (at least 2 then). False
+        (default): it is stored failed with the one line saying so.
 
     Raises:
       ConfigError: a value memnas cannot use; the message names it.
@@ -75,11 +79,12 @@ class Experiment:
                  cache: bool = True, reevaluate: int = 1,
                  hash_options: Mapping[str, Any] | None = None,
                  constraints: Mapping[str, Any] | None = None,
-                 warm_start: Sequence[str] | None = None) -> None:
+                 warm_start: Sequence[str] | None = None, oom_retry: bool = False) -> None:
         self._args = dict(name=name, space=space, evaluator=evaluator, algorithm=algorithm,
                           objectives=objectives, store=store, seed=seed, budget=budget,
                           resources=resources, algorithm_options=algorithm_options,
-                          max_attempts=max_attempts, timeout_s=timeout_s, cache=cache,
+                          max_attempts=max_attempts, timeout_s=timeout_s,
+                          oom_retry=oom_retry, cache=cache,
                           reevaluate=reevaluate, hash_options=hash_options,
                           constraints=constraints, warm_start=warm_start)
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
@@ -123,8 +128,13 @@ class Experiment:
         if timeout_s is not None and not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
             raise ConfigError(f"timeout_s must be a positive number of seconds or None, "
                               f"got {timeout_s!r}")
+        if not isinstance(oom_retry, bool) or (oom_retry and max_attempts < 2):
+            raise ConfigError(f"oom_retry must be True or False, and True needs max_attempts "
+                              f">= 2 (its retry is an attempt), got oom_retry={oom_retry!r}, "
+                              f"max_attempts={max_attempts!r}")
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
+        self.oom_retry = oom_retry
         if not isinstance(reevaluate, int) or reevaluate < 1:
             raise ConfigError(f"reevaluate must be a positive integer, got {reevaluate!r}")
         self.cache = bool(cache)
@@ -224,6 +234,7 @@ class Experiment:
                            "constraints": {k: list(v) for k, v in self.constraints.items()},
                            "warm_start": self.warm_start,
                            "max_attempts": self.max_attempts, "timeout_s": self.timeout_s,
+                           "oom_retry": self.oom_retry,
                            "cache": self.cache, "reevaluate": self.reevaluate,
                            "module_file": self.module_file}}
 

@@ -133,6 +133,11 @@ class Context:
       checkpoint: Multi-fidelity: True when this trial may be continued at a higher
         budget; an evaluator that can resume then returns a checkpoint (model and
         optimiser state, the step reached) as its ``Measurement.artifact``.
+      batch_scale: What the trial's batch size is multiplied by: 1, or 0.5 when the
+        trial runs again after running out of GPU memory (``Experiment(oom_retry=True)``).
+        Trainers multiply their batch size by it (keeping at least one example a step);
+        an evaluator of its own should do the same. A run at another scale than 1 is
+        stored with the cost ``batch_scale``.
     """
 
     seed: int = 0
@@ -145,10 +150,16 @@ class Context:
     artifact: dict[str, Any] | None = None
     resume: dict[str, Any] | None = None
     checkpoint: bool = False
+    batch_scale: float = 1.0
 
     @property
     def device(self) -> str:
-        """``"cuda"`` when the worker was given a GPU and torch sees one, else ``"cpu"``."""
+        """``"cuda"`` when the worker was given a GPU and torch sees one, else ``"cpu"``.
+
+        Ray sets ``CUDA_VISIBLE_DEVICES`` for a trial given GPUs (``num_gpus`` > 0,
+        fractions included: several trials then share one GPU, each capped at its share
+        of the memory by `memnas.runner`); the first visible device is the trial's.
+        """
         if self.num_gpus > 0 or os.environ.get("CUDA_VISIBLE_DEVICES"):
             try:
                 import torch

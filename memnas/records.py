@@ -63,6 +63,16 @@ SUPERNET_METRIC = "supernet"
 never a best trial nor on a Pareto front (see `is_supernet`)."""
 
 
+OOM = "oom"
+"""`Outcome.error_kind` of a trial whose evaluator ran out of GPU memory (a
+``torch.cuda.OutOfMemoryError``, or a ``RuntimeError`` saying "CUDA out of memory")."""
+
+BATCH_SCALE = "batch_scale"
+"""The cost naming the ``Context.batch_scale`` a trial ran with, stored only when it is not
+1: a trial run again with half its batch size after running out of GPU memory
+(``Experiment(oom_retry=True)``)."""
+
+
 def is_supernet(values: Mapping[str, Any]) -> bool:
     """Whether a trial's metrics (or values) mark it as a supernet run, not a candidate."""
     flag = values.get(SUPERNET_METRIC)
@@ -86,6 +96,8 @@ class Outcome:
       cached_from: for a cached (or twin-failed) trial, the id of the trial it reused.
       cache_kind: ``hit`` (a stored evaluation) or ``attached`` (a twin that was running).
       saved_time: seconds of evaluation the cache saved.
+      error_kind: what kind of failure, for the runner to act on: `OOM` (out of GPU
+        memory), or None (any other, or none).
     """
 
     status: TrialStatus
@@ -99,6 +111,7 @@ class Outcome:
     cached_from: int | None = None
     cache_kind: str | None = None
     saved_time: float | None = None
+    error_kind: str | None = None
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
@@ -147,6 +160,32 @@ def timed_out_reason(limit: float, seconds: float | None = None) -> str:
     """
     ran = "still running after" if seconds is None else f"ran {seconds:.1f} s, over"
     return f"timed out: {ran} the time limit of {limit} s"
+
+
+def out_of_memory_reason(peak: float | None = None, total: float | None = None,
+                         share: float | None = None, batch_scale: float = 1.0) -> str:
+    """The one wording of a trial failed for running out of GPU memory, on one line:
+    ``out of GPU memory (peak 30.12 GiB of 34.50 GiB)``.
+
+    Args:
+      peak: the most bytes PyTorch held for tensors during the trial
+        (``torch.cuda.max_memory_allocated``), or None where unknown (no CUDA here: an
+        evaluator raised the error itself): ``(peak unknown)``.
+      total: the GPU's bytes (``get_device_properties(...).total_memory``).
+      share: the fraction of them the trial was capped at when it shared the GPU (see
+        `memnas.runner._trial.memory_fraction`), or None: then ``of`` names the share's
+        bytes and the GPU's follow.
+      batch_scale: the trial's ``Context.batch_scale``, named when it is not 1.
+    """
+    gib = 2.0 ** 30
+    if peak is None or not total:
+        text = "out of GPU memory (peak unknown)"
+    elif share is None:
+        text = f"out of GPU memory (peak {peak / gib:.2f} GiB of {total / gib:.2f} GiB)"
+    else:
+        text = (f"out of GPU memory (peak {peak / gib:.2f} GiB of {share * total / gib:.2f} "
+                f"GiB, its {share:.3g} share of the GPU's {total / gib:.2f} GiB)")
+    return text if batch_scale == 1 else f"{text} at batch scale {batch_scale:g}"
 
 
 def error_summary(text: str | None) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib.util
 import signal
 import socket
 import sys
@@ -12,8 +14,16 @@ import traceback
 from typing import Any, Callable, Iterator
 
 from memnas.measurement import Context, Measurement, MeasurementError, curve_points
-from memnas.records import Outcome, TrialStatus, timed_out_reason
+from memnas.records import OOM, Outcome, TrialStatus, out_of_memory_reason, timed_out_reason
 from memnas.store import artifacts
+
+CONTEXT_RESERVE_BYTES = 512 * 2**20
+"""GPU memory a trial's process holds outside PyTorch's allocator (its CUDA context, the
+cuBLAS and cuDNN handles), left out of each share of a GPU several trials share."""
+
+_FALLBACK_MARGIN = 0.01  # the reserve as a fraction, for a GPU of unknown size
+
+_capped: list[float | None] = [None]  # the memory fraction this process set, None: none
 
 
 class _OverTime(BaseException):
@@ -27,6 +37,18 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
 
     Completed with the evaluator's metrics, costs and artifact; or failed with the
     traceback, with the reason the result was refused, or for its time limit.
+
+    An evaluator that runs out of GPU memory (``torch.cuda.OutOfMemoryError``, or a
+    ``RuntimeError`` saying "CUDA out of memory") fails the trial with one line,
+    `memnas.records.out_of_memory_reason`, and ``error_kind`` `memnas.records.OOM` (the
+    runner may run it again with half the batch: ``Experiment(oom_retry=True)``).
+    After a trial given GPUs (or out of GPU memory) the memory PyTorch cached for it is
+    given back to the GPU: a Ray worker waiting for its next trial then holds only its
+    CUDA context, not memory the trials sharing the GPU may need.
+
+    Before the evaluator runs, a trial given GPUs gets the GPU ready (`prepare_gpu`):
+    its share of the memory capped when it shares the GPU, and the peak-memory counters
+    of PyTorch reset, so ``torch.cuda.max_memory_allocated()`` is this trial's peak.
 
     A result is checked here, in the worker, before it travels back: what the driver
     gets holds only floats, strings and NumPy arrays (tensors read with ``.item()`` or
@@ -44,6 +66,7 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
         worker's start-up does not count); it is stopped at the limit when this runs
         in a main thread (see `_deadline`), else the caller must stop it.
     """
+    prepare_gpu(ctx.num_gpus)
     start = time.perf_counter()
     outcome = Outcome(TrialStatus.FAILED, node=node_name())
     returned: list[dict[str, Any]] = []  # the curve points of the evaluator's Measurement
@@ -55,8 +78,12 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
         outcome.error = timed_out_reason(time_limit, outcome.wall_time)
     except MeasurementError as e:  # ctx.report refused a value: one line says which
         outcome.error = _one_line(e)
-    except Exception:  # the evaluator's failure becomes a failed trial, not a crash
-        outcome.error = traceback.format_exc(limit=20)
+    except Exception as e:
+        if not is_out_of_memory(e):  # the evaluator's failure: a failed trial, not a crash
+            outcome.error = traceback.format_exc(limit=20)
+        else:  # one line, and a kind the runner can act on (Experiment(oom_retry=True))
+            outcome.error = _oom_reason(ctx.batch_scale)
+            outcome.error_kind = OOM
     else:
         try:
             m = Measurement.coerce(value)
@@ -72,6 +99,8 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
             returned = m.curve
     if outcome.wall_time is None:
         outcome.wall_time = time.perf_counter() - start
+    if outcome.error_kind == OOM or ctx.num_gpus > 0:  # its tensors are garbage now
+        _release_gpu(collect=outcome.error_kind == OOM)
     try:  # ctx.report checked its points; these are checked again in case of a hand-made one
         curve = curve_points(ctx.curve, "ctx.curve")
         seen = {(p["step"], p["name"]) for p in curve}  # points reported and returned: once
@@ -84,6 +113,96 @@ def run_trial(evaluator: Callable[[Any, Context], Any], candidate: Any,
             outcome.error = _one_line(e)
     outcome.curve = curve
     return outcome
+
+
+def memory_fraction(num_gpus: float, total_bytes: int | None = None) -> float | None:
+    """The fraction of its GPU's memory a trial given ``num_gpus`` may allocate, or None
+    for no cap (no GPU, or one or more whole GPUs).
+
+    A trial with ``0 < num_gpus < 1`` shares its GPU with others (Ray packs ``1 /
+    num_gpus`` of them on it): PyTorch's allocator in its process is capped at its
+    share, less `CONTEXT_RESERVE_BYTES` (what each process holds outside the allocator,
+    so that the shares and the processes' CUDA contexts fit on the GPU together;
+    ``_FALLBACK_MARGIN`` of the GPU when its size is unknown), and never below half
+    its share. A trial over its cap fails with `memnas.records.OOM` rather than taking
+    the memory of the trials beside it.
+
+    Args:
+      num_gpus: the trial's ``resources["num_gpus"]``.
+      total_bytes: the GPU's memory in bytes, if known.
+    """
+    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) \
+            or not 0 < num_gpus < 1:
+        return None
+    margin = CONTEXT_RESERVE_BYTES / total_bytes if total_bytes and total_bytes > 0 \
+        else _FALLBACK_MARGIN
+    return max(num_gpus - margin, num_gpus / 2)
+
+
+def prepare_gpu(num_gpus: float) -> None:
+    """Gets this process's GPU ready for a trial given ``num_gpus``; never raises.
+
+    Where PyTorch sees a GPU (Ray set ``CUDA_VISIBLE_DEVICES`` for the trial): caps the
+    allocator at the trial's `memory_fraction` (undoing an earlier trial's cap in a
+    reused worker when this one has a whole GPU) and resets the peak-memory counters.
+    torch is imported here only for a trial given GPUs (its evaluator needs it anyway),
+    and CUDA is started only for one, or where an earlier trial of this process started
+    it (then the cap is undone and the counters reset for this trial too).
+    """
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None and num_gpus > 0 and importlib.util.find_spec("torch") is not None:
+            import torch
+        if torch is None or not (num_gpus > 0 or torch.cuda.is_initialized()) \
+                or not torch.cuda.is_available():
+            return
+        device = torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(device).total_memory
+        fraction = memory_fraction(num_gpus, total)
+        if fraction != _capped[0]:
+            torch.cuda.set_per_process_memory_fraction(1.0 if fraction is None else fraction,
+                                                       device)
+            _capped[0] = fraction
+        torch.cuda.reset_peak_memory_stats(device)
+    except Exception:  # a GPU the trial cannot use fails in its evaluator, with its own words
+        pass
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is running out of GPU memory: a ``torch.cuda.OutOfMemoryError``
+    or a ``RuntimeError`` whose message says "CUDA out of memory"."""
+    torch = sys.modules.get("torch")
+    kind = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    if isinstance(kind, type) and isinstance(error, kind):
+        return True
+    return isinstance(error, RuntimeError) and "CUDA out of memory" in str(error)
+
+
+def _oom_reason(batch_scale: float) -> str:
+    """`out_of_memory_reason` with the peak and size of this process's GPU, where known."""
+    torch = sys.modules.get("torch")
+    peak = total = None
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            device = torch.cuda.current_device()
+            peak = torch.cuda.max_memory_allocated(device)
+            total = torch.cuda.get_device_properties(device).total_memory
+    except Exception:  # the peak is informative only
+        peak = total = None
+    return out_of_memory_reason(peak, total, _capped[0] if total else None, batch_scale)
+
+
+def _release_gpu(collect: bool = False) -> None:
+    """Gives the memory PyTorch cached for a finished trial back to the GPU; first
+    collects the garbage with ``collect`` (the tensors of a run that failed)."""
+    torch = sys.modules.get("torch")
+    if collect:
+        gc.collect()
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:  # nothing more to give back
+        pass
 
 
 def _completed(outcome: Outcome, m: Measurement, artifact: dict[str, Any] | None) -> None:

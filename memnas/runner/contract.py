@@ -13,15 +13,17 @@ import pyglove as pg
 from memnas.algorithms.base import Rung
 from memnas.errors import ConfigError
 from memnas.hashing import canonical_json
-from memnas.records import TrialStatus
+from memnas.records import BATCH_SCALE, TrialStatus
 from memnas.runner._records import summary_of
 from memnas.store import Store
 
-__all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Draft", "Pending", "RunnableExperiment",
-           "budget_key", "check_against_store", "check_warm_start", "new_trial_row"]
+__all__ = ["HEARTBEAT_S", "OOM_BATCH_SCALE", "STALE_AFTER_S", "Draft", "Pending",
+           "RunnableExperiment", "batch_scale_of", "budget_key", "check_against_store",
+           "check_warm_start", "new_trial_row"]
 
 HEARTBEAT_S = 5.0        # how often a driver marks itself and its trials alive
 STALE_AFTER_S = 30.0     # a driver silent this long is presumed dead
+OOM_BATCH_SCALE = 0.5    # the batch scale of a trial run again after running out of GPU memory
 
 
 class RunnableExperiment(Protocol):
@@ -35,6 +37,7 @@ class RunnableExperiment(Protocol):
     budget: dict[str, Any]
     resources: dict[str, float]
     max_attempts: int
+    oom_retry: bool
     timeout_s: float | None
     cache: bool
     reevaluate: int
@@ -120,6 +123,13 @@ def budget_key(budget: dict[str, Any] | None) -> str | None:
     if not budget:
         return None
     return hashlib.sha256(json.dumps(budget, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def batch_scale_of(trial: dict[str, Any]) -> float:
+    """The ``Context.batch_scale`` a stored trial runs with: 1, or the cost `BATCH_SCALE`
+    its row holds once it was sent back to run with a smaller batch (a trial not yet
+    finished holds no other cost)."""
+    return float((trial.get("costs") or {}).get(BATCH_SCALE, 1.0))
 
 
 def new_trial_row(draft: Draft, decisions: dict[str, Any], kind: str, fn_hash: str | None,

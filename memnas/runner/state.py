@@ -24,13 +24,14 @@ from memnas.constraints import penalty, violation
 from memnas.errors import ConfigError, StoreFull, StoreUnavailable
 from memnas.hashing import EquivalenceCache
 from memnas.measurement import Context, costs_before_training
-from memnas.records import (FED_BACK, FINISHED, WITH_RESULT, ExperimentStatus, Outcome,
-                            TrialStatus, timed_out_reason, values_of)
+from memnas.records import (BATCH_SCALE, FED_BACK, FINISHED, OOM, WITH_RESULT,
+                            ExperimentStatus, Outcome, TrialStatus, timed_out_reason, values_of)
 from memnas.runner._decode import Decoder
 from memnas.runner._drafting import Drafting
 from memnas.runner._records import reward_of
 from memnas.runner.claim import claim, driver_id, hold
-from memnas.runner.contract import Pending, RunnableExperiment
+from memnas.runner.contract import (OOM_BATCH_SCALE, Pending, RunnableExperiment,
+                                    batch_scale_of)
 from memnas.runner.progress import Progress, Tally
 from memnas.runner.replay import recover, replay_calls, warm_history, warm_start
 from memnas.store import Store, utcnow
@@ -194,7 +195,8 @@ class SearchState(Drafting):
                        budget=dict(t.get("budget") or self.exp.budget),
                        num_cpus=self.exp.resources["num_cpus"],
                        num_gpus=self.exp.resources["num_gpus"], artifact=pending.artifact,
-                       resume=resume, checkpoint=bool(pending.rung and pending.rung.checkpoint))
+                       resume=resume, checkpoint=bool(pending.rung and pending.rung.checkpoint),
+                       batch_scale=batch_scale_of(t))
 
     def _artifact_of(self, trial_id: int) -> dict[str, Any] | None:
         """A trial's output artifact, or that of the trial whose result it reused."""
@@ -239,15 +241,34 @@ class SearchState(Drafting):
         order of their feedbacks), then each is fed back to the algorithm in order, then
         the trials that waited for them are settled. Returns their final statuses.
 
+        A trial that ran out of GPU memory (`memnas.records.OOM`) in its first run at
+        full batch, under ``Experiment(oom_retry=True)`` and with an attempt left, is not
+        finished: it goes back to pending in the same transaction, with the cost
+        `memnas.records.BATCH_SCALE` 0.5 (its next run's ``Context.batch_scale``; so
+        stored, a resumed run runs it at half batch too, and never halves it twice),
+        and runs again (status ``pending`` returned for it). Every trial run at a batch
+        scale other than 1 is stored with that cost.
+
         Raises:
           ConfigError: a result lacks one of the objectives: it is stored failed with
             that reason, the others are stored and fed back, then this is raised.
         """
-        done, updates, artifacts, order = [], [], [], []
+        done, updates, artifacts, order, retry = [], [], [], [], []
         problem: ConfigError | None = None
         for trial, outcome in items:
             pending = trial if isinstance(trial, Pending) else None
             trial = pending.trial if pending else trial
+            scale = batch_scale_of(trial)
+            if pending is not None and self._retries_smaller(trial, outcome, scale):
+                costs = {BATCH_SCALE: scale * OOM_BATCH_SCALE}
+                updates.append((trial["id"], [], dict(status=TrialStatus.PENDING.value,
+                                                      error=outcome.error, costs=costs)))
+                retry.append({**trial, "error": outcome.error, "costs": costs})
+                done.append((None, outcome.replace(status=TrialStatus.PENDING)))
+                self.in_flight.pop(trial["id"], None)
+                continue
+            if scale != 1:
+                outcome = outcome.replace(costs={**outcome.costs, BATCH_SCALE: scale})
             if outcome.status == TrialStatus.COMPLETED and self.over_time(outcome.wall_time):
                 # An executor that cannot cancel (in-process) ran it to the end.
                 outcome = self.timed_out(outcome.wall_time, node=outcome.node,
@@ -288,8 +309,11 @@ class SearchState(Drafting):
         if not updates:
             return []
         self.store.update_trials(updates, output_artifacts=artifacts, feedback=order)
+        self._queue.extend(retry)       # run again (`_requeue`), as a lost trial is
         settle = []
         for pending, outcome in done:
+            if outcome.status == TrialStatus.PENDING:
+                continue
             self.tally.count(outcome.status, outcome.values)
             if pending is None:
                 continue
@@ -309,6 +333,14 @@ class SearchState(Drafting):
         if problem is not None:
             raise problem
         return [outcome.status for _, outcome in done]
+
+    def _retries_smaller(self, trial: Mapping[str, Any], outcome: Outcome,
+                         scale: float) -> bool:
+        """Whether a trial that ended with ``outcome`` runs again with half its batch:
+        out of GPU memory at full batch, under ``oom_retry``, with an attempt left."""
+        return outcome.error_kind == OOM and outcome.status == TrialStatus.FAILED \
+            and scale == 1 and bool(getattr(self.exp, "oom_retry", False)) \
+            and trial["attempt"] < self.exp.max_attempts
 
     def _reward(self, values: Mapping[str, float], status: str = TrialStatus.COMPLETED
                 ) -> float | tuple[float, ...]:
