@@ -1,4 +1,4 @@
-"""The Trial page: architecture diagram, symbolic form, DNA, curves, costs, errors."""
+"""The Trial page: architecture diagram, memory cells, symbolic form, DNA, curves, costs, errors."""
 
 from __future__ import annotations
 
@@ -87,6 +87,7 @@ def _body(url: str, exp: dict[str, Any], number: int) -> None:
             cols[i % len(cols)].metric(k, f"{v:.4g}" if isinstance(v, (int, float)) else str(v))
     dia = architecture.diagram(t.get("candidate") or "{}")
     st.plotly_chart(plots.plot_diagram(dia), key="memnas_arch", width="stretch")
+    _cells(t.get("candidate") or "{}")
     left, right = st.columns(2)
     with left:
         st.caption("symbolic form")
@@ -129,6 +130,25 @@ def _alphas(frame: Any) -> None:
     for i, (decision, part) in enumerate(frame.groupby("decision", sort=True)):
         st.plotly_chart(plots.plot_curve(part, f"alphas of {decision}"),
                         key=f"memnas_alpha_{i}", width="stretch")
+
+
+def _cells(candidate: str) -> None:
+    """The candidate's memory cells drawn as graphs, up to three side by side."""
+    graphs = architecture.cell_graphs(candidate)
+    if not graphs:
+        return
+    st.subheader("Memory cells")
+    st.caption("Each cell's graph from its input (top) to its output. Edges into attention "
+               "and scans name the inputs they fill (q, k, v, gate); other operations add "
+               "their inputs up (a product multiplies them). Dashed nodes and edges lie on "
+               "no path from the input to the output: the cell drops them.")
+    cols = st.columns(min(len(graphs), 3))
+    for i, graph in enumerate(graphs):
+        with cols[i % len(cols)]:
+            note = "" if graph.valid else " · computes zeros (output unreachable or over " \
+                "its edge cap)"
+            st.caption(f"**{graph.title}**{note}")
+            st.graphviz_chart(architecture.cell_dot(graph), width="stretch")
 
 
 def _dna_text(dna: Any) -> str:

@@ -11,16 +11,36 @@ from memnas.searchspace.mixers import (
 )
 from memnas.searchspace.model import Block, SequenceModel
 from memnas.searchspace.space import memory_space
+from memnas.searchspace.cells import (
+    Cell,
+    CellModule,
+    cell_space,
+    gated_deltanet_cell,
+    gla_cell,
+    linear_attention_cell,
+    memory_cell_space,
+    softmax_attention_cell,
+)
+from memnas.searchspace.cell_ops import CellOp
 
 __all__ = [
     "Block",
+    "Cell",
+    "CellModule",
+    "CellOp",
     "HopfieldLayer",
     "LinearAttention",
     "Mixer",
     "SequenceModel",
     "SoftmaxAttention",
+    "cell_space",
+    "gated_deltanet_cell",
     "get_mixer",
+    "gla_cell",
+    "linear_attention_cell",
+    "memory_cell_space",
     "memory_space",
     "register_mixer",
     "registered_mixers",
+    "softmax_attention_cell",
 ]
