@@ -94,7 +94,7 @@ def test_evaluator_that_swallows_exceptions_is_still_timed_out():
 @pytest.mark.slow
 def test_worker_start_up_does_not_count_against_the_limit(test_dir):
     """A fresh local Ray each run (cold workers): 0.2 s trials never reach a 1 s limit."""
-    for run in range(3):
+    for run in range(2):
         url = f"sqlite:///{test_dir}/cold{run}.db"
         df = _exp(url, failing.naps, timeout_s=1.0).run(max_trials=4, workers=2,
                                                         executor="ray").trials()

@@ -10,10 +10,10 @@ from memnas.tabular.v2 import TABLE_V2_PATH, retrain_row
 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("path", [TABLE_PATH, TABLE_V2_PATH], ids=["v1", "v2"])
-def test_two_small_rows_retrain_within_the_seeds_spread(path: str) -> None:
+def test_the_smallest_row_retrains_within_the_seeds_spread(path: str) -> None:
     table = load_table(path)
     small = sorted((r["params"], k) for k, r in table.rows.items() if " > " not in r["summary"])
-    for _, key in small[:2]:
+    for _, key in small[:1]:  # one row a table: each retrain costs 8-10 s of the suite
         seeds = table.rows[key]["seeds"]
         recorded = [s["accuracy"] for s in seeds.values()]
         again = retrain_row(table, key, seed=0)["accuracy"]

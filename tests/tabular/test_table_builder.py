@@ -83,7 +83,7 @@ def test_the_v2_space_has_544_architectures_of_the_second_wave_mixers():
 
     space = tabular_space_v2()
     assert pg.dna_spec(space).space_size == 544
-    kinds = {type(c.layers[0].mixer).__name__ for c in pg.random_sample(space, 300, seed=0)}
+    kinds = {type(c.layers[0].mixer).__name__ for c in pg.random_sample(space, 40, seed=0)}
     assert {"SoftmaxAttention", "LinearAttention", "DeltaNet", "GatedDeltaNet",
             "GatedLinearAttention", "Retention", "Mamba2", "MLSTM", "HopfieldLayer"} <= kinds
     assert table_v2_trainer().eval_at == TABLE_V2_BUDGETS
