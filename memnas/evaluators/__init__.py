@@ -1,6 +1,7 @@
 """Evaluators: tasks (MQAR, the MAD suite, memory-horizon tasks), trainers and cost metrics."""
 
 from memnas.evaluators.costs import count_params, flops_per_token, measure_latency, state_bytes
+from memnas.evaluators.dynamic_training import DynamicTrainEvaluator
 from memnas.evaluators.mad import (
     Compression,
     FuzzyInContextRecall,
@@ -24,6 +25,7 @@ __all__ = [
     "MQAR_LEVELS",
     "Compression",
     "DelayedMatchToSample",
+    "DynamicTrainEvaluator",
     "FuzzyInContextRecall",
     "InContextRecall",
     "LanguageModelEvaluator",

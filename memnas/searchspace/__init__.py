@@ -22,18 +22,21 @@ from memnas.searchspace.cells import (
     softmax_attention_cell,
 )
 from memnas.searchspace.cell_ops import CellOp
+from memnas.searchspace.dynamic_sparse import DynamicSparse, dynamic_sparse_space
 
 __all__ = [
     "Block",
     "Cell",
     "CellModule",
     "CellOp",
+    "DynamicSparse",
     "HopfieldLayer",
     "LinearAttention",
     "Mixer",
     "SequenceModel",
     "SoftmaxAttention",
     "cell_space",
+    "dynamic_sparse_space",
     "gated_deltanet_cell",
     "get_mixer",
     "gla_cell",
