@@ -12,6 +12,7 @@ from memnas.evaluators.mad import (
     mad_suite,
 )
 from memnas.evaluators.memory_tasks import DelayedMatchToSample, NParity
+from memnas.evaluators.modular import ModularArithmetic, ModularMLP, ModularTrainEvaluator
 from memnas.evaluators.mqar import IGNORE_INDEX, MQAR, MQAR_LEVELS, mqar_levels
 from memnas.evaluators.multitask import MultiTaskEvaluator
 from memnas.evaluators.presets import mad_evaluator, quickstart_evaluator
@@ -30,6 +31,9 @@ __all__ = [
     "InContextRecall",
     "LanguageModelEvaluator",
     "Memorization",
+    "ModularArithmetic",
+    "ModularMLP",
+    "ModularTrainEvaluator",
     "MultiTaskEvaluator",
     "NParity",
     "NoisyInContextRecall",
