@@ -128,7 +128,9 @@ def test_sqlite_locked_past_its_busy_timeout_is_waited_out(tmp_path, monkeypatch
     path = tmp_path / "store.db"
     url = f"sqlite:///{path}"
     log = str(tmp_path / "log")
-    exp = outagetoys.experiment(url, log, name="locked", seconds=0.05)
+    # Trials long enough that the driver writes while the lock is held, however loaded
+    # the machine (with 50 ms trials the run once ended before the lock was taken).
+    exp = outagetoys.experiment(url, log, name="locked", seconds=0.25)
 
     def hold_the_lock():
         conn = sqlite3.connect(path, isolation_level=None)
@@ -136,7 +138,7 @@ def test_sqlite_locked_past_its_busy_timeout_is_waited_out(tmp_path, monkeypatch
         time.sleep(2.5)
         conn.execute("COMMIT")
         conn.close()
-    chaos = _when_finished(log, 3, hold_the_lock)
+    chaos = _when_finished(log, 2, hold_the_lock)
     exp.run(max_trials=10, workers=1, executor="local", store_patience_s=60)
     chaos.join()
     _exactly_once(url, "locked", log, 10)
