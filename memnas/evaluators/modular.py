@@ -14,6 +14,7 @@ from torch import nn
 
 from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
+from memnas.evaluators.sparse_training import load_artifact_state
 from memnas.searchspace.sparse import Masks, SparseNet, apply_masks, full_masks, prunable
 
 OPERATIONS = ("+", "-", "*", "x", "/")
@@ -312,11 +313,9 @@ class ModularTrainEvaluator:
         data_seed = int(art.get("data_seed", _first(self.data_seed, ctx.seed)))
         torch.manual_seed(init_seed)
         model = parent.build()
-        if art.get("weights") is not None:
-            model.load_state_dict({k: torch.from_numpy(np.array(v))
-                                   for k, v in art["weights"].items()})
-        if art.get("masks") is not None:
-            masks = {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
+        stored = load_artifact_state(model, art)
+        if stored is not None:
+            masks = stored
         elif isinstance(candidate, SparseNet):
             masks = candidate.masks(model, torch.Generator().manual_seed(init_seed + 1))
         else:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from memnas.errors import ConfigError
-from memnas.evaluators.sparse_training import _mask_costs
+from memnas.evaluators.sparse_training import _mask_costs, load_artifact_state
 from memnas.evaluators.training import TrainEvaluator
 from memnas.measurement import Context, Measurement
 from memnas.searchspace.sparse import (SparseNet, apply_masks, attach_masks, full_masks,
@@ -75,11 +75,9 @@ class SparseSequenceEvaluator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             model = parent.build()
-        if art.get("weights") is not None:
-            model.load_state_dict({k: torch.from_numpy(np.array(v))
-                                   for k, v in art["weights"].items()})
-        if art.get("masks") is not None:
-            masks = {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
+        stored = load_artifact_state(model, art)
+        if stored is not None:
+            masks = stored
         elif isinstance(candidate, SparseNet):
             masks = candidate.masks(model, torch.Generator().manual_seed(init_seed + 1))
         else:

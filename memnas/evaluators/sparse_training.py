@@ -211,11 +211,9 @@ class SparseTrainEvaluator:
         torch.manual_seed(init_seed)
         model = parent.build()
         compile_s = 0.0
-        if art.get("weights") is not None:
-            model.load_state_dict({k: torch.from_numpy(np.array(v))
-                                   for k, v in art["weights"].items()})
-        if art.get("masks") is not None:
-            masks = {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
+        stored = load_artifact_state(model, art)
+        if stored is not None:
+            masks = stored
         elif isinstance(candidate, SparseNet):
             gen = torch.Generator().manual_seed(init_seed + 1)
             if candidate.criterion == "magnitude" and self.prune_steps > 0:
@@ -263,6 +261,17 @@ class SparseTrainEvaluator:
                 if isinstance(candidate, SparseNet) else full_masks(model)
         apply_masks(model, masks)
         return _mask_costs(model, masks)
+
+
+def load_artifact_state(model: torch.nn.Module, art: Mapping[str, Any]) -> Masks | None:
+    """Loads an IMP artifact's ``weights`` into ``model`` (where given) and returns its
+    ``masks`` as boolean tensors, or None when it has none (the caller's default then)."""
+    if art.get("weights") is not None:
+        model.load_state_dict({k: torch.from_numpy(np.array(v))
+                               for k, v in art["weights"].items()})
+    if art.get("masks") is None:
+        return None
+    return {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
 
 
 def _mask_costs(model: torch.nn.Module, masks: Masks) -> dict[str, float]:
