@@ -94,7 +94,10 @@ class Outcome:
       wall_time: seconds the evaluation took.
       artifact: the evaluator's ``Measurement.artifact``, if any.
       cached_from: for a cached (or twin-failed) trial, the id of the trial it reused.
-      cache_kind: ``hit`` (a stored evaluation) or ``attached`` (a twin that was running).
+      cache_kind: what a stored evaluation it reused shares with it: ``duplicate`` (the
+        same candidate), ``canonical`` (the same canonical form) or ``functional`` (the
+        same functional hash only), ``hit`` in stores written before kinds were; or
+        ``attached`` (a twin that was running).
       saved_time: seconds of evaluation the cache saved.
       error_kind: what kind of failure, for the runner to act on: `OOM` (out of GPU
         memory), or None (any other, or none).

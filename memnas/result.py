@@ -6,7 +6,7 @@ from typing import Any
 
 from memnas.errors import ConfigError
 from memnas.pareto import pareto_mask
-from memnas.store import DEFAULT_URL, Store, reader, rungs
+from memnas.store import DEFAULT_URL, Store, cachekinds, reader, rungs
 from memnas.store.liveness import shown_status
 
 
@@ -104,6 +104,12 @@ class Result:
     def cache_counters(self) -> dict[str, float]:
         """Equivalence-cache counters: misses (evaluated), hits, attached, seconds saved."""
         return self._store.cache_counters(self.experiment["id"])
+
+    def cache_kind_counts(self) -> dict[str, dict[str, int]]:
+        """Cached trials by how (``hit``, ``attached``) and kind (``duplicate``, ``canonical``,
+        ``functional``; ``unknown`` in a store written before kinds were recorded), see
+        `memnas.store.cachekinds.cache_kind_counts`."""
+        return cachekinds.cache_kind_counts(self._store, self.experiment["id"])
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status (``infeasible`` ones included)."""

@@ -23,8 +23,10 @@ def print_summary(result: Any) -> None:
             click.echo(f"  best {obj} ({objectives[obj]}): {_value(best[obj])}  "
                        f"trial {best['number']}: {best['summary']}")
     c = result.cache_counters()
-    click.echo(f"  equivalence cache: {c['misses']} evaluated, {c['hits']} hits, "
-               f"{c['attached']} attached, {c['saved_s']:.1f} s of evaluation saved")
+    kinds = result.cache_kind_counts()
+    click.echo(f"  equivalence cache: {c['misses']} evaluated, {c['hits']} hits"
+               f"{_kinds(kinds['hit'])}, {c['attached']} attached{_kinds(kinds['attached'])}, "
+               f"{c['saved_s']:.1f} s of evaluation saved")
     front = result.pareto_front()
     if len(objectives) > 1 and not front.empty:
         click.echo(f"  Pareto front ({' vs '.join(objectives)}): {len(front)} trials")
@@ -40,6 +42,13 @@ def print_summary(result: Any) -> None:
     for _, row in failed.head(3).iterrows():
         last = (row["error"] if isinstance(row["error"], str) else "").strip().splitlines()
         click.echo(f"  failed #{row['number']}: {last[-1] if last else '?'}")
+
+
+def _kinds(counts: dict[str, int]) -> str:
+    """`` (2 duplicate, 1 canonical)``: cached trials by kind, those with any; "" for none."""
+    shown = [f"{n} {'of unknown kind' if k == 'unknown' else k}"
+             for k, n in counts.items() if n]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def _print_supernets(df: Any, objectives: dict[str, str]) -> None:

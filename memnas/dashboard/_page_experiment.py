@@ -14,6 +14,7 @@ import streamlit as st
 
 from memnas.dashboard import _ui, analysis, data, plots
 from memnas.records import WITH_RESULT
+from memnas.store import cachekinds
 from memnas.store.liveness import shown_status
 from memnas.dashboard._trials_table import trials_section as _trials_section
 
@@ -85,6 +86,7 @@ def _body(name: str, exp_id: int) -> None:
     _counts_row(counts, best, objectives, cache if ok else None)
     if ok:
         st.caption(data.cache_label(cache))
+        _kinds_caption(url, exp_id)
     done = bool(df["status"].isin(WITH_RESULT).any())
     axes = None
     if not done:
@@ -146,6 +148,28 @@ def _counts_row(counts: data.Counts, best: dict[str, Any], objectives: dict[str,
         series = best[obj]  # `data.best_so_far`: its last row holds the best value
         value = None if series.empty else float(series["best"].iloc[-1])
         col.metric(f"best {obj} ({direction})", "–" if value is None else f"{value:.4g}")
+
+
+@st.cache_data(ttl=_ui.FRAME_TTL_S, max_entries=40, show_spinner=False)
+def _kind_counts(url: str, exp_id: int, stamp: tuple) -> dict[str, dict[str, int]]:
+    return cachekinds.cache_kind_counts(_ui.get_store(url), exp_id)
+
+
+def _load_kinds(url: str, exp_id: int) -> dict[str, dict[str, int]]:
+    """`memnas.store.cachekinds.cache_kind_counts`, reread only when the trials change."""
+    return _kind_counts(url, exp_id, _ui.load_stamp(url, exp_id))
+
+
+def _kinds_caption(url: str, exp_id: int) -> None:
+    """Cached trials by kind (hits and attached together): duplicate, canonical, functional."""
+    ok, kinds = _ui.guarded(_load_kinds, url, exp_id)
+    if not ok:
+        return
+    total = {k: kinds["hit"].get(k, 0) + kinds["attached"].get(k, 0)
+             for k in {**kinds["hit"], **kinds["attached"]}}
+    if any(total.values()):
+        st.caption("Cached trials by kind: " + ", ".join(
+            f"{n} {k} ({cachekinds.KIND_NOTES[k]})" for k, n in total.items() if n or k != "unknown"))
 
 
 OVER_CHOICES = {"budget spent": "spent", "trial number": "number", "time": "finished_at"}

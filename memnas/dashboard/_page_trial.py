@@ -8,6 +8,7 @@ import streamlit as st
 
 from memnas.dashboard import _ui, architecture, data, plots
 from memnas.dashboard._page_experiment import current_experiment
+from memnas.store import cachekinds
 from memnas.store.rungs import VIOLATION, budget_value
 
 
@@ -185,7 +186,7 @@ def _cached_from(url: str, t: dict[str, Any]) -> None:
     ok, src = _ui.guarded(_ui.load_trial, url, None, None, int(t["cached_from"]))
     if not ok:
         return
-    kind = t.get("cache_kind") or "hit"
+    kind = _match(url, t)
     if src is None:
         st.info(f"Result reused ({kind}) from trial id {t['cached_from']}, no longer in the "
                 "store.")
@@ -227,3 +228,15 @@ def _artifacts(url: str, trial_id: int) -> None:
             row[k] = v
         rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch", key="memnas_artifacts")
+
+
+def _match(url: str, t: dict[str, Any]) -> str:
+    """How the cache answered a trial, e.g. ``canonical: the same canonical form`` or
+    ``attached to a running twin, duplicate: the same candidate``."""
+    ok, kinds = _ui.guarded(lambda u: cachekinds.cache_kinds(
+        _ui.get_store(u), int(t["experiment_id"]), [int(t["id"])]), url)
+    how, kind = ("attached" if t.get("cache_kind") == "attached" else "hit"), "unknown"
+    if ok and int(t["id"]) in kinds:
+        _, how, kind = kinds[int(t["id"])]
+    text = f"{kind}: {cachekinds.KIND_NOTES[kind]}"
+    return f"attached to a running twin, {text}" if how == "attached" else text

@@ -54,11 +54,24 @@ def _qualname(x: Any) -> str:
 
 
 def quantize(values: np.ndarray, digits: int = 6) -> bytes:
-    """Rounds to ``digits`` significant digits (so float noise does not split a hash)."""
+    """Rounds to ``digits`` significant digits (so float noise does not split a hash).
+
+    Each value becomes its decimal exponent and its mantissa rounded to ``digits - 1``
+    decimals (in numpy: a logits tensor of thousands of values in well under a
+    millisecond); zeros (of either sign) are one value, NaN counts as infinity.
+    """
     v = np.asarray(values, dtype=np.float64).ravel()
-    v = np.where(np.isfinite(v), v, np.nan_to_num(v, nan=np.inf))
-    text = ",".join(f"{x:.{digits - 1}e}" if x != 0 else "0" for x in v)
-    return text.encode()
+    v = np.where(np.isnan(v), np.inf, v)
+    finite = np.isfinite(v) & (v != 0)
+    scale = np.zeros(v.shape)
+    scale[finite] = np.floor(np.log10(np.abs(v[finite])))
+    mantissa = np.where(finite, v / 10.0 ** scale, np.where(np.isfinite(v), 0.0, v))
+    mantissa = np.round(mantissa, digits - 1)
+    carry = np.isfinite(mantissa) & (np.abs(mantissa) >= 10)  # 9.9999996 -> 10.00000
+    scale[carry] += 1
+    mantissa[carry] = np.round(mantissa[carry] / 10, digits - 1)
+    mantissa[mantissa == 0] = 0.0  # -0.0
+    return mantissa.tobytes() + scale.astype(np.int16).tobytes()
 
 
 def default_probe(candidate: Any, batch: int = 2, length: int = 24, seed: int = 1234) -> Any:
@@ -88,7 +101,8 @@ def functional_hash(candidate: Any, probe: Any = None, fingerprint: str = "",
     One algorithm for every representation:
       * a candidate with ``build()`` is built under ``seed`` on CPU in float64 and run
         on the probe batch (``train_steps`` > 0 first takes that many fixed SGD steps
-        toward a fixed random target, hashing short-budget outputs as UFH does);
+        toward a fixed random target, hashing short-budget outputs as UFH does; a
+        module without trainable parameters is not trained);
       * a plain callable (function, lambda) is called on each of the probe inputs.
     Outputs are rounded to ``digits`` significant digits before hashing.
 
@@ -136,15 +150,21 @@ def _neural_outputs(candidate: Any, probe: Any, train_steps: int, seed: int) -> 
         torch.set_default_dtype(torch.float64)
         module = candidate.build().to("cpu", torch.float64)
         x = probe.to(torch.float64) if torch.is_floating_point(probe) else probe
-        if train_steps:
+        params = [p for p in module.parameters() if p.requires_grad]
+        if train_steps and params:  # nothing to train: its outputs are its function
             out = module(x)
             target = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1),
                                  dtype=torch.float64)
-            opt = torch.optim.SGD(module.parameters(), lr=0.01)
-            for _ in range(train_steps):
-                opt.zero_grad()
-                ((module(x) - target) ** 2).mean().backward()
-                opt.step()
+            # Plain SGD (lr 0.01) by hand: torch.optim's first step in a process costs ~1 s.
+            for step in range(train_steps):
+                loss = (((module(x) if step else out) - target) ** 2).mean()
+                if not loss.requires_grad:  # no parameter reaches the output
+                    break
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                with torch.no_grad():
+                    for p, g in zip(params, grads):
+                        if g is not None:
+                            p.add_(g, alpha=-0.01)
         module.eval()
         with torch.no_grad():
             out = module(x)

@@ -8,10 +8,13 @@ in the equivalence cache in one query and stored in one transaction.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pyglove as pg
+
 from memnas.constraints import violation
-from memnas.hashing import EquivalenceCache, symbolic_hash
+from memnas.hashing import EquivalenceCache, canonical_json, symbolic_hash
 from memnas.records import Outcome, TrialStatus
 from memnas.runner._records import dna_from_json, trial_seed
 from memnas.runner.contract import Draft, Pending, budget_key, new_trial_row
@@ -88,7 +91,13 @@ class Drafting:
                 return drafts, True
             self._calls += 1
             candidate = self.decoder(dna)
-            draft = Draft(dna, candidate, symbolic_hash(candidate), self.hooks.artifact_for(dna))
+            data = pg.to_json(candidate)  # once, for the stored JSON and the hash
+            start = time.perf_counter()
+            sym = symbolic_hash(candidate, data)
+            if self.cache:
+                self.cache.symbolic_time += time.perf_counter() - start
+            draft = Draft(dna, candidate, sym, self.hooks.artifact_for(dna),
+                          text=canonical_json(candidate, normalise=False, data=data))
             draft.rung = self.hooks.rung_of(dna)
             draft.budget = {**self.exp.budget, **(draft.rung.budget if draft.rung else {})}
             if self.exp.constraints and draft.payload is None:
@@ -107,17 +116,20 @@ class Drafting:
         input artifact bypasses the cache.
         """
         plain = [d for d in drafts if d.payload is None and not d.violation]
-        found = iter(self.cache.lookup_many([(d.candidate, d.sym, budget_key(d.budget))
-                                             for d in plain]) if self.cache else [])
-        rows, kinds = [], []
+        found = iter(self.cache.lookup_many([(d.candidate, d.sym, budget_key(d.budget), d.text)
+                                             for d in plain], self.exp_id)
+                     if self.cache else [])
+        rows, kinds, matches = [], [], []
         now = utcnow()
         for d in drafts:
+            match = None
             if d.violation:
                 kind, twin, fn = "infeasible", None, None
             elif self.cache and d.payload is None:
-                kind, twin, fn = next(found)
+                kind, twin, fn, match = next(found)
             else:
                 kind, twin, fn = "miss", None, None
+            matches.append(match)  # a hit is stored with its kind (duplicate, canonical, ...)
             parent = self._trial_of.get(id(d.rung.continues)) \
                 if d.rung and d.rung.continues is not None else None
             rows.append(new_trial_row(d, self.decoder.decisions(d.dna), kind, fn, now, parent))
@@ -141,14 +153,14 @@ class Drafting:
                                     rung=d.rung))
             self._remember(trial_id, d.dna)
         launch, hits = [], []
-        for p, d, (kind, twin) in zip(pendings, drafts, kinds):
+        for p, d, (kind, twin), match in zip(pendings, drafts, kinds, matches):
             if kind == "infeasible":  # stored finished; told to the algorithm in order
                 p.launch = False
                 hits.append((p, Outcome(TrialStatus.INFEASIBLE, costs=dict(d.costs or {}),
                                         error=p.trial.get("error"))))
             elif kind == "hit":
                 p.launch = False
-                hits.append((p, EquivalenceCache.hit_outcome(twin)))
+                hits.append((p, EquivalenceCache.hit_outcome(twin, match)))
             elif kind == "attach":
                 p.launch = False
                 self.cache.attach(pendings[twin] if isinstance(twin, int) else twin, p)

@@ -112,6 +112,7 @@ class Draft:
     candidate: Any
     sym: str
     payload: dict[str, Any] | None  # the algorithm's input artifact, if any
+    text: str = ""                  # the candidate's JSON as stored (computed once)
     rung: Rung | None = None        # a multi-fidelity trial's budget and parent
     budget: dict[str, Any] | None = None   # its whole budget (the experiment's merged)
     costs: dict[str, float] | None = None  # known before training, where checked
@@ -138,7 +139,7 @@ def new_trial_row(draft: Draft, decisions: dict[str, Any], kind: str, fn_hash: s
     ``pending`` when the equivalence cache answers it ("hit", "attach") or it is
     ``infeasible`` (its costs break the constraints: never run)."""
     row = dict(status=TrialStatus.PENDING.value, dna=pg.to_json(draft.dna), decisions=decisions,
-               candidate=canonical_json(draft.candidate, normalise=False),
+               candidate=draft.text or canonical_json(draft.candidate, normalise=False),
                summary=summary_of(draft.candidate), sym_hash=draft.sym, fn_hash=fn_hash,
                attempt=1, budget=draft.budget or None, budget_key=budget_key(draft.budget),
                parent_id=parent_id)

@@ -168,11 +168,13 @@ class SearchState(Drafting):
             self.store.update_trial(p.id, status=TrialStatus.PENDING.value, started_at=None)
         self.in_flight.clear()
         fields: dict[str, Any] = {}
-        if self.cache and self.cache.hashed:
+        if self.cache and (self.cache.hashed or self.cache.symbolic_time):
             config = dict(self.store.experiment(self.exp.name)["config"] or {})
-            stats = dict(config.get("hashing") or {"hashed": 0, "hash_time_s": 0.0})
+            stats = {"hashed": 0, "hash_time_s": 0.0, "symbolic_time_s": 0.0,
+                     **(config.get("hashing") or {})}
             stats["hashed"] += self.cache.hashed
             stats["hash_time_s"] += self.cache.hash_time
+            stats["symbolic_time_s"] += self.cache.symbolic_time
             config["hashing"] = stats
             fields["config"] = config
         self.store.update_experiment(self.exp_id, status=ExperimentStatus(status).value,

@@ -23,6 +23,7 @@ from memnas.searchspace.cell_ops import (
     default_ops,
 )
 from memnas.searchspace.mixers import Mixer
+from memnas.searchspace.model import canonical_through_data
 from memnas.searchspace.space import memory_space
 
 
@@ -154,18 +155,25 @@ class Cell(Mixer):
         """
         if self.is_partial:
             return self
+        return canonical_through_data(self)
+
+    def canonical_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`canonical` on the cell's JSON ``data`` (see `memnas.hashing.canonicalize`):
+        the ops' JSON reordered, no object built. The labelling reads only the ops'
+        kinds from ``self``, which no rule of an op may change."""
         a = self.analysis()
         if not a.valid:
-            return Cell(ops=[], matrix=[[0, 0], [0, 0]])
+            return {**data, "ops": [], "matrix": [[0, 0], [0, 0]], "max_edges": None}
         size = len(a.order)
         if (self.max_edges is None and a.order == tuple(range(len(self.ops) + 2))
                 and a.canonical_preds == tuple(a.preds.values())):
-            return self  # already canonical: no need to build its copy
+            return data  # already canonical
         matrix = [[0] * size for _ in range(size)]
         for j, preds in enumerate(a.canonical_preds):
             for i in preds:
                 matrix[i][j] = 1
-        return Cell(ops=[self.ops[v - 1] for v in a.order[1:-1]], matrix=matrix)
+        return {**data, "ops": [data["ops"][v - 1] for v in a.order[1:-1]], "matrix": matrix,
+                "max_edges": None}
 
     def state_numbers(self, d_model: int, max_len: int) -> int:
         """The sum over live nodes of their state (recurrent states, KV caches, conv inputs)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pyglove as pg
 import torch
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from memnas.searchspace.mixers import Mixer, SoftmaxAttention
+
+_TYPE = pg.JSONConvertible.TYPE_NAME_KEY
 
 POSITIONS = ("learned", "sinusoidal", "none")
 CHANNEL_MIXERS = ("mlp", "glu")
@@ -69,9 +72,13 @@ class Block(pg.Object):
         """This block with the channel-mixer kind reset to ``"mlp"`` when there is no
         channel mixer (``mlp_ratio == 0``), where the kind changes nothing (see
         `memnas.hashing.canonicalize`)."""
-        if self.mlp_ratio == 0 and self.channel_mixer != "mlp":
-            return self.clone(override={"channel_mixer": "mlp"})
-        return self
+        return canonical_through_data(self)
+
+    def canonical_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`canonical` on the block's JSON ``data`` (see `memnas.hashing.canonicalize`)."""
+        if data["mlp_ratio"] == 0 and data["channel_mixer"] != "mlp":
+            return {**data, "channel_mixer": "mlp"}
+        return data
 
 
 class SequenceModel(pg.Object):
@@ -130,16 +137,16 @@ class SequenceModel(pg.Object):
         `SoftmaxAttention` window ``>= max_len`` changes nothing (see
         `memnas.hashing.canonicalize`).
         """
-        if self.positions != "learned":
-            return self
-        overrides = {
-            f"layers[{i}].mixer.window": None
-            for i, block in enumerate(self.layers)
-            if isinstance(block.mixer, SoftmaxAttention)
-            and block.mixer.window is not None
-            and block.mixer.window >= self.max_len
-        }
-        return self.clone(override=overrides) if overrides else self
+        return canonical_through_data(self)
+
+    def canonical_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`canonical` on the model's JSON ``data`` (see `memnas.hashing.canonicalize`)."""
+        if data["positions"] != "learned":
+            return data
+        layers = [_full_window(block, data["max_len"]) for block in data["layers"]]
+        if all(new is old for new, old in zip(layers, data["layers"])):
+            return data
+        return {**data, "layers": layers}
 
     def state_numbers(self) -> int | None:
         """Numbers one sequence's inference state holds after ``max_len`` tokens.
@@ -289,3 +296,22 @@ def sinusoidal_positions(
     table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
     return table.to(dtype)
 
+
+
+def _full_window(block: dict[str, Any], max_len: int) -> dict[str, Any]:
+    """A block's JSON with its `SoftmaxAttention` window made None where it covers ``max_len``."""
+    mixer = block.get("mixer")
+    if not isinstance(mixer, dict) or (mixer.get("window") or 0) < max_len:
+        return block
+    cls = pg.JSONConvertible.class_from_typename(mixer.get(_TYPE, ""))
+    if cls is None or not issubclass(cls, SoftmaxAttention):
+        return block
+    return {**block, "mixer": {**mixer, "window": None}}
+
+
+def canonical_through_data(obj: pg.Object) -> pg.Object:
+    """``obj.canonical()`` for a class whose rule is written on JSON (``canonical_data``,
+    see `memnas.hashing.canonicalize`): ``obj`` itself when the rule changes nothing."""
+    data = pg.to_json(obj)
+    out = obj.canonical_data(data)
+    return obj if out is data or out == data else pg.from_json(out)

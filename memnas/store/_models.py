@@ -74,7 +74,7 @@ class TrialRow(Base):
     sym_hash: Mapped[str] = mapped_column(String(64))
     fn_hash: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     cached_from: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # a trial id
-    cache_kind: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)  # hit|attached
+    cache_kind: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)  # duplicate|canonical|functional|hit|attached
     saved_time: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -90,7 +90,7 @@ def test_show_and_dashboard_print_the_counters(sqlite_url, monkeypatch):
 
     _exp(sqlite_url, Knob(a=pg.oneof([1, 2]))).run(max_trials=5, executor="local")
     r = CliRunner().invoke(main, ["show", "c", "--store", sqlite_url])
-    assert "equivalence cache: 2 evaluated, 3 hits, 0 attached" in r.output
+    assert "equivalence cache: 2 evaluated, 3 hits (3 duplicate), 0 attached" in r.output
     monkeypatch.setenv("MEMNAS_STORE", sqlite_url)
     at = AppTest.from_file(app_path(), default_timeout=30)
     at.query_params["experiment"] = "c"
