@@ -293,8 +293,10 @@ def dashboard(store: str, port: int) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the figures to this JSON file.")
 @click.option("--quick", is_flag=True, help="A smaller, faster version (for CI smoke tests).")
-@click.option("--seeds", type=click.IntRange(1), default=None, help="Runs per method (efficiency).")
-@click.option("--png-dir", type=click.Path(file_okay=False), help="Figures' folder (efficiency).")
+@click.option("--seeds", type=click.IntRange(1), default=None,
+              help="Seeds (runs per method): algorithms, efficiency, grokking, lth.")
+@click.option("--png-dir", type=click.Path(file_okay=False),
+              help="Where to write the PNG figures: efficiency, grokking.")
 def bench(name: str, json_path: str | None, quick: bool, seeds: int | None,
           png_dir: str | None) -> None:
     """Run benchmark NAME and print its figures (see `memnas bench list`)."""

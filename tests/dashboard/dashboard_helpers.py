@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Iterator
+
 import pyglove as pg
 
 import memnas
@@ -71,3 +79,57 @@ def fill_more(url: str) -> None:
     memnas.Experiment(name=CACHED, space=pg.Dict(y=pg.oneof([1, 2])), evaluator=evaluate_discrete,
                       algorithm="random", objectives={"accuracy": "max", "params": "min"},
                       store=url).run(max_trials=6, workers=1, executor="local")
+
+
+def health(base: str) -> int:
+    """The served dashboard's health check status (raises OSError when nothing answers)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base + "/_stcore/health", timeout=5) as r:
+        return r.status
+
+
+@contextlib.contextmanager
+def serve_dashboard(store: str, log: Any, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`memnas dashboard` (the CLI, in a subprocess) on ``store`` at a free port, its output
+    in the file ``log``; yields its base URL once healthy, stops it as Ctrl-C does."""
+    from memnas.dashboard import browser as headless
+
+    port = headless.free_port()
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "memnas.cli", "dashboard", "--store",
+                                 store, "--port", str(port)], env={**os.environ, **(env or {})},
+                                stdout=f, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, open(log).read()[-2000:]
+            try:
+                health(base)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, open(log).read()[-2000:]
+                time.sleep(0.3)
+        yield base
+    finally:
+        children = _children(proc.pid)  # Streamlit, started by the CLI's launcher
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the launcher stops Streamlit and exits
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.stdout.split()]

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from dashboard_helpers import MEMORY, TWO
+from dashboard_helpers import MEMORY, TWO, serve_dashboard
 from memnas.dashboard import browser as headless
 
 pytestmark = pytest.mark.slow
@@ -44,45 +40,9 @@ PAGES = [
 @pytest.fixture(scope="module")
 def served(dashboard_store, tmp_path_factory):
     """`memnas dashboard` (the CLI) on the test store, on a free port."""
-    port = headless.free_port()
     log = tmp_path_factory.mktemp("dashboard_server") / "server.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "memnas.cli", "dashboard", "--store",
-                                 dashboard_store, "--port", str(port)],
-                                stdout=f, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.3)
+    with serve_dashboard(dashboard_store, log) as base:
         yield base
-    finally:
-        children = _children(proc.pid)  # Streamlit, started by the CLI's launcher
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the launcher stops Streamlit and exits
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for child in children:
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    except FileNotFoundError:
-        return []
-    return [int(p) for p in out.stdout.split()]
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
+from dashboard_helpers import health, serve_dashboard
 from memnas.bench.synthetic import fill
 from memnas.dashboard import ENV_VAR, _ui, app_path, ssh_hint
 from memnas.dashboard import browser as headless
@@ -148,19 +144,6 @@ def test_replaced_store_is_read_afresh(monkeypatch, tmp_path, stores):
 # ---- the real server -------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    except FileNotFoundError:
-        return []
-    return [int(p) for p in out.stdout.split()]
-
-
-def _health(base: str) -> int:
-    with urllib.request.urlopen(base + "/_stcore/health", timeout=5) as r:
-        return r.status
-
-
 @pytest.fixture(scope="module")
 def served(stores, tmp_path_factory):
     """`memnas dashboard` (the CLI, in an SSH session) on a copy of store alpha.
@@ -171,36 +154,8 @@ def served(stores, tmp_path_factory):
     folder = tmp_path_factory.mktemp("service_served")
     path, log = str(folder / "store.db"), folder / "server.log"
     _put(stores["alpha"], path)
-    port = headless.free_port()
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "memnas.cli", "dashboard", "--store",
-                                 path, "--port", str(port)], env=dict(os.environ, **SSH),
-                                stdout=f, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                _health(base)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.3)
-        yield base, port, path, log
-    finally:
-        children = _children(proc.pid)  # Streamlit, started by the CLI's launcher
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for child in children:
-            try:
-                os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    with serve_dashboard(path, log, env=SSH) as base:
+        yield base, int(base.rsplit(":", 1)[1]), path, log
 
 
 def test_memnas_dashboard_prints_the_tunnel_once_in_an_ssh_session(served):
@@ -234,8 +189,8 @@ def test_server_keeps_serving_while_its_store_is_gone_and_back(served, stores):
         shown = headless.errors(page)  # "error: " and the icon's name, then the message
         assert len(shown) == 1 and shown[0].endswith(f"\n{_ui.gone_message(path, path)}")
         assert "Traceback" not in page.inner_text("body")
-        assert _health(base) == 200
+        assert health(base) == 200
         _put(stores["beta"], path)  # the page looks again by itself: no reload
         page.wait_for_function(_selected("beta"), timeout=30_000)
-        assert headless.errors(page) == [] and _health(base) == 200
+        assert headless.errors(page) == [] and health(base) == 200
     assert "Traceback" not in log.read_text()
