@@ -87,11 +87,13 @@ def run(quick: bool = False, trials: int | None = None, seed: int = 0,
     ``saved_beyond_duplicates``: the fraction of trials answered by the cache whose
     candidate (its stored JSON) no earlier trial of the run proposed, i.e. what
     ``pg.geno.Deduping`` over the same proposals (keyed on the candidate, which catches at
-    least what its default DNA key does) would still have evaluated; ``hash_time_fraction``:
-    hashing seconds (the functional hashes and every proposal's canonical symbolic
-    hash, as the driver timed them in the run; the candidate's JSON, which the trials
-    table stores either way, is not counted) over
-    evaluation seconds (the evaluated trials' wall time); ``checked``: non-duplicate hits
+    least what its default DNA key does) would still have evaluated;
+    ``saved_beyond_duplicates_empty_cells``: the part of it whose candidate has an empty
+    cell (one computing zeros, which NAS-Bench-101's sampler would have rejected);
+    ``hash_time_fraction``: hashing seconds (the functional hashes and every proposal's
+    canonical symbolic hash, as the driver timed them in the run; the candidate's JSON,
+    which the trials table stores either way, is not counted) over evaluation seconds
+    (the evaluated trials' wall time); ``checked``: non-duplicate hits
     re-evaluated (their candidate trained anew with the seed of the trial whose result they
     reused) and ``false_merges``: those whose metrics or ``params`` differ from the reused
     ones by more than `TOLERANCE`. Also ``wall_s``, ``evaluated``, ``attached``,
@@ -166,9 +168,11 @@ def _figures(store: Any, row: dict[str, Any], setup: Setup, seed: int,
     cached = [t for t in rows if t["status"] == "cached"]
     hits = collections.Counter(kinds[t["id"]][2] for t in cached)
     seen: set[str] = set()
-    beyond = 0
+    beyond = empty = 0
     for t in rows:  # in proposal order: what a dedup of the same proposals would evaluate
-        beyond += t["status"] == "cached" and t["candidate"] not in seen
+        saved = t["status"] == "cached" and t["candidate"] not in seen
+        beyond += saved
+        empty += saved and "cell(empty)" in (t["summary"] or "")
         seen.add(t["candidate"])
     evaluated = [t for t in rows if t["status"] == "completed"]
     eval_s = sum(t["wall_time"] or 0.0 for t in evaluated)
@@ -179,6 +183,7 @@ def _figures(store: Any, row: dict[str, Any], setup: Setup, seed: int,
     return {"trials": len(rows), "hits": {k: int(hits.get(k, 0)) for k in KINDS},
             **({"unknown": int(hits["unknown"])} if hits.get("unknown") else {}),
             "saved_beyond_duplicates": beyond / max(len(rows), 1),
+            "saved_beyond_duplicates_empty_cells": empty / max(len(rows), 1),
             "hash_time_fraction": (fn_s + sym_s) / max(eval_s, 1e-9),
             "hash_time_s": fn_s + sym_s, "symbolic_hash_s": sym_s, "functional_hash_s": fn_s,
             "functional_hashes": int(stats.get("hashed", 0)), "evaluation_time_s": eval_s,
@@ -253,7 +258,10 @@ def _report(out: dict[str, Any], quick: bool, seed: int) -> None:
               f"canonical, {h['functional']} functional ({f['attached']} of them attached "
               "to a running twin)")
         print(f"    saved beyond duplicates (what pg.geno.Deduping would have evaluated): "
-              f"{f['saved_beyond_duplicates']:.1%} of trials")
+              f"{f['saved_beyond_duplicates']:.1%} of trials"
+              + (f", {f['saved_beyond_duplicates_empty_cells']:.1%} with an empty cell (one that "
+                 "computes zeros: over its edge cap or its output unreachable)"
+                 if f.get("saved_beyond_duplicates_empty_cells") else ""))
         print(f"    hashing: {f['hash_time_s']:.2f} s ({f['symbolic_hash_s']:.2f} s canonical "
               f"symbolic hashes of {f['trials']} proposals, {f['functional_hash_s']:.2f} s for "
               f"{f['functional_hashes']} functional hashes) = {f['hash_time_fraction']:.2%} of "

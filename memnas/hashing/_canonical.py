@@ -61,10 +61,10 @@ def _dumps(value: Any) -> str:
 # The canonical JSON is composed from the value's JSON (`pg.to_json`, computed once)
 # while the rules run on the objects: an object is rebuilt only where a rule changed
 # something below it and a rule above needs to see the change. Rebuilding every PyGlove
-# object bottom-up, as a plain recursion would, costs ~50x more (PyGlove validates every
-# field and copies every child on construction): most of the driver's hashing time.
+# object bottom-up, as a plain recursion would, cost ~10x more on a cell candidate (8 ms:
+# PyGlove validates every field and copies every child it is given on construction).
 def _canon(value: Any, data: Any) -> tuple[Any, bool, Callable[[], Any]]:
-    """``(canonical JSON, changed, canonical object thunk)`` of ``value``, whose JSON is ``data``."""
+    """``(canonical JSON, changed, canonical object thunk)`` of ``value`` (its JSON: ``data``)."""
     if not isinstance(data, (dict, list)):  # a leaf
         if isinstance(data, float) and data == 0.0 and math.copysign(1.0, data) < 0:
             return 0.0, True, lambda: 0.0  # -0.0 and 0.0 are one value

@@ -161,6 +161,8 @@ class Cell(Mixer):
         """`canonical` on the cell's JSON ``data`` (see `memnas.hashing.canonicalize`):
         the ops' JSON reordered, no object built. The labelling reads only the ops'
         kinds from ``self``, which no rule of an op may change."""
+        if self.is_partial:
+            return data
         a = self.analysis()
         if not a.valid:
             return {**data, "ops": [], "matrix": [[0, 0], [0, 0]], "max_edges": None}
