@@ -14,7 +14,7 @@ from torch import nn
 
 from memnas.errors import ConfigError
 from memnas.measurement import Context, Measurement
-from memnas.evaluators.sparse_training import load_artifact_state
+from memnas.evaluators.sparse_training import initial_masks, mask_costs
 from memnas.searchspace.sparse import Masks, SparseNet, apply_masks, full_masks, prunable
 
 OPERATIONS = ("+", "-", "*", "x", "/")
@@ -313,13 +313,7 @@ class ModularTrainEvaluator:
         data_seed = int(art.get("data_seed", _first(self.data_seed, ctx.seed)))
         torch.manual_seed(init_seed)
         model = parent.build()
-        stored = load_artifact_state(model, art)
-        if stored is not None:
-            masks = stored
-        elif isinstance(candidate, SparseNet):
-            masks = candidate.masks(model, torch.Generator().manual_seed(init_seed + 1))
-        else:
-            masks = full_masks(model)
+        masks = initial_masks(model, candidate, art, init_seed)
         batch = None if self.batch_size is None else \
             max(1, int(self.batch_size * ctx.batch_scale))
         rewind_step, start = art.get("rewind_step"), int(art.get("start_step", 0))
@@ -361,19 +355,6 @@ class ModularTrainEvaluator:
             raise ConfigError(f"{type(parent).__name__} p={p} does not match the task's "
                               f"p={self.task.p}; pass {type(parent).__name__}(p={self.task.p})")
         return parent
-
-
-def mask_costs(model: nn.Module, masks: Masks) -> dict[str, float]:
-    """``remaining``, ``sparsity``, ``weights`` and ``params`` of a masked model, counted as
-    `SparseTrainEvaluator` counts them (``sparsity`` leaves the output layer out)."""
-    names = prunable(model)
-    sizes = {n: model.get_parameter(n).numel() for n in names}
-    kept = {n: int(masks[n].sum()) if n in masks else sizes[n] for n in names}
-    body = names[:-1] or names
-    return {"remaining": sum(kept.values()) / sum(sizes.values()),
-            "sparsity": 1.0 - sum(kept[n] for n in body) / sum(sizes[n] for n in body),
-            "weights": float(sum(kept.values())),
-            "params": float(sum(int((p != 0).sum()) for p in model.parameters()))}
 
 
 def _first(value: int | None, default: int) -> int:

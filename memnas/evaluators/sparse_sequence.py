@@ -9,11 +9,10 @@ import numpy as np
 import torch
 
 from memnas.errors import ConfigError
-from memnas.evaluators.sparse_training import _mask_costs, load_artifact_state
+from memnas.evaluators.sparse_training import initial_masks, mask_costs
 from memnas.evaluators.training import TrainEvaluator
 from memnas.measurement import Context, Measurement
-from memnas.searchspace.sparse import (SparseNet, apply_masks, attach_masks, full_masks,
-                                     prunable)
+from memnas.searchspace.sparse import SparseNet, apply_masks, attach_masks, prunable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,20 +74,14 @@ class SparseSequenceEvaluator:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
             model = parent.build()
-        stored = load_artifact_state(model, art)
-        if stored is not None:
-            masks = stored
-        elif isinstance(candidate, SparseNet):
-            masks = candidate.masks(model, torch.Generator().manual_seed(init_seed + 1))
-        else:
-            masks = full_masks(model)
+        masks = initial_masks(model, candidate, art, init_seed)
         attach_masks(model, masks)
         rewind = _numpy(model)
         run = self.trainer(_Built(parent, model), dataclasses.replace(
             ctx, seed=data_seed, artifact=None, resume=None, checkpoint=False))
         apply_masks(model, masks)
         model = model.cpu()
-        costs = {**run.costs, **_mask_costs(model, masks)}
+        costs = {**run.costs, **mask_costs(model, masks)}
         m = Measurement(metrics=dict(run.metrics), costs=costs, curve=list(run.curve))
         if self.return_weights or art.get("return_weights"):
             m.artifact = {"masks": {n: v.cpu().numpy() for n, v in masks.items()},

@@ -234,7 +234,7 @@ class SparseTrainEvaluator:
                            rewind_step=None if rewind_step is None else int(rewind_step),
                            report_every=self.report_every, report=ctx.report, **settings)
         names = prunable(model)
-        costs = {**_mask_costs(model, masks), **run.costs, **accel.device_costs(device),
+        costs = {**mask_costs(model, masks), **run.costs, **accel.device_costs(device),
                  **accel.batch_costs(self.batch_size, ctx)}
         if self.compile:
             costs["compile_s"] += compile_s
@@ -260,7 +260,7 @@ class SparseTrainEvaluator:
             masks = candidate.masks(model, torch.Generator().manual_seed(seed + 1)) \
                 if isinstance(candidate, SparseNet) else full_masks(model)
         apply_masks(model, masks)
-        return _mask_costs(model, masks)
+        return mask_costs(model, masks)
 
 
 def load_artifact_state(model: torch.nn.Module, art: Mapping[str, Any]) -> Masks | None:
@@ -274,7 +274,19 @@ def load_artifact_state(model: torch.nn.Module, art: Mapping[str, Any]) -> Masks
     return {k: torch.from_numpy(np.array(v, dtype=bool)) for k, v in art["masks"].items()}
 
 
-def _mask_costs(model: torch.nn.Module, masks: Masks) -> dict[str, float]:
+def initial_masks(model: torch.nn.Module, candidate: Any, art: Mapping[str, Any],
+                  init_seed: int) -> Masks:
+    """A trial's starting masks: its input artifact's (`load_artifact_state`, weights loaded
+    too), else a `SparseNet` candidate's own (drawn from ``init_seed + 1``), else all kept."""
+    stored = load_artifact_state(model, art)
+    if stored is not None:
+        return stored
+    if isinstance(candidate, SparseNet):
+        return candidate.masks(model, torch.Generator().manual_seed(init_seed + 1))
+    return full_masks(model)
+
+
+def mask_costs(model: torch.nn.Module, masks: Masks) -> dict[str, float]:
     """The costs of a masked model (see `SparseTrainEvaluator`); ``params`` counts nonzeros."""
     names = prunable(model)
     kept = {n: int(masks[n].sum()) if n in masks else model.get_parameter(n).numel()
