@@ -82,3 +82,9 @@ def test_canonical_and_functional_hits_are_counted_and_checked():
 def test_a_false_merge_is_found():
     f = hashing.run(quick=True, spaces={"dials": _dial(deceived)})["dials"]
     assert f["checked"] and f["false_merges"] >= 1 and f["max_difference"] >= 1
+
+
+def test_an_unknown_space_is_refused_in_one_line_naming_it():
+    with pytest.raises(ValueError) as err:
+        hashing.run(quick=True, spaces=["cellz"])
+    assert "'cellz'" in str(err.value) and "\n" not in str(err.value)
